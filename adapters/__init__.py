@@ -1,0 +1,117 @@
+"""Adapters: how ffnspec talks to a backend.
+
+NumPy float64 arrays holding exactly representable values cross the boundary; a
+backend converts them with ``asarray`` and back with ``to_numpy``.  Backend imports
+stay inside each ``*_backend.py`` module.  A backend is selected by entry-point name
+(group ``ffnspec.adapters``) or as ``package.module:Class``.
+"""
+from __future__ import annotations
+
+import importlib
+from importlib import metadata
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+ENTRY_POINT_GROUP = "ffnspec.adapters"
+DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+class BackendError(RuntimeError):
+    """A backend cannot be found, loaded or used as asked."""
+
+
+class OpTable(Mapping[str, Callable]):
+    """Op name -> callable, readable as ``ops.sigmoid(z)``.  Missing ops are absent."""
+
+    def __init__(self, ops: Mapping[str, Callable]):
+        self._ops = dict(ops)
+
+    def __getitem__(self, name: str) -> Callable:
+        return self._ops[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ops)
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def __getattr__(self, name: str) -> Callable:
+        try:
+            return self._ops[name]
+        except KeyError:
+            raise AttributeError(f"op {name!r} is not implemented by this backend") from None
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What an adapter provides.  ``vjp``/``jvp`` are optional capabilities.
+
+    Programs (a composition to differentiate) are written ``fn(ops, *args)`` so
+    that one program runs on every backend.  Conventions are declared, e.g.
+    ``{"flush_to_zero": "no", "relu_grad_at_0": "0"}``.
+    """
+
+    name: str
+    dtypes: frozenset[str]
+    devices: tuple[str, ...]
+    conventions: Mapping[str, str]
+    ops: OpTable
+
+    def asarray(self, a: np.ndarray, dtype: str, device: str) -> Any: ...
+
+    def to_numpy(self, x: Any) -> np.ndarray: ...
+
+    def dtype_of(self, x: Any) -> str: ...
+
+    def vjp(self, fn: Callable, primals: Sequence[Any], cotangent: Any) -> tuple[Any, tuple[Any, ...]]:
+        """(fn(ops, *primals), cotangent-weighted gradients w.r.t. each primal)."""
+        ...
+
+    def jvp(self, fn: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, Any]:
+        """(fn(ops, *primals), directional derivative along tangents)."""
+        ...
+
+
+def registered() -> dict[str, metadata.EntryPoint]:
+    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def load_backend(spec: str) -> Backend:
+    """Instantiate a backend from an entry-point name or ``package.module:Class``."""
+    if ":" in spec:
+        module_name, _, attr = spec.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as e:
+            raise BackendError(f"cannot load backend {spec!r}: {e}") from None
+    else:
+        eps = registered()
+        if spec not in eps:
+            known = ", ".join(sorted(eps)) or "none"
+            raise BackendError(f"unknown backend {spec!r}; registered: {known} (or give package.module:Class)")
+        try:
+            cls = eps[spec].load()
+        except ImportError as e:
+            raise BackendError(f"backend {spec!r} is registered but cannot load here: {e}") from None
+    try:
+        backend = cls()
+    except Exception as e:  # an adapter's constructor failing is the adapter's fault
+        raise BackendError(f"backend {spec!r} failed to initialise: {type(e).__name__}: {e}") from None
+    missing = [a for a in ("name", "dtypes", "devices", "conventions", "ops", "asarray", "to_numpy", "dtype_of")
+               if not hasattr(backend, a)]
+    if missing:
+        raise BackendError(f"backend {spec!r} lacks required attributes: {', '.join(missing)}")
+    unknown = set(backend.dtypes) - set(DTYPES)
+    if unknown:
+        raise BackendError(f"backend {spec!r} declares unknown dtypes {sorted(unknown)}; known: {', '.join(DTYPES)}")
+    return backend
+
+
+def probe(name: str) -> tuple[bool, str]:
+    """Whether a registered backend loads here, and why not if it does not."""
+    try:
+        b = load_backend(name)
+    except BackendError as e:
+        return False, str(e)
+    return True, f"dtypes {', '.join(d for d in DTYPES if d in b.dtypes)}; devices {', '.join(b.devices)}"

@@ -1,0 +1,95 @@
+"""Inputs that find real defects: every value is exactly representable in the
+target format.  Deterministic regions (exhaustive for 16-bit formats; threshold
+neighbourhoods and a grid-uniform sample otherwise) plus hypothesis strategies.
+
+Thresholds (ARCHITECTURE.md "Inputs that find real defects"): where exp overflows
+and underflows, where 1 + e^-z rounds to 1 (p ln 2), where sigma rounds to 1
+((p+1) ln 2), where tanh rounds to 1, constants libraries hard-code (15, 20, 33,
+Eigen's tanh clamp 7.90531), each +-256 grid steps.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+from hypothesis import strategies as st
+
+from ffnspec.reference.floatformat import Format, all_values, from_ordinal, ordinal, round_array
+
+NEIGHBOURHOOD = 256
+GRID_SAMPLE = 4096
+LENGTHS = (1, 3, 8, 17, 1000, 1026)
+
+
+def thresholds(fmt: Format) -> np.ndarray:
+    """Branch and information-loss points of the act family in fmt, both signs."""
+    ln2 = math.log(2)
+    pts = [
+        math.log(fmt.max_finite),            # exp overflows
+        math.log(fmt.min_subnormal),         # exp underflows to 0
+        math.log(fmt.min_normal),            # exp becomes subnormal
+        fmt.p * ln2, (fmt.p + 1) * ln2,      # 1 + e^-z == 1; sigma(z) == 1
+        (fmt.p + 2) * ln2 / 2,               # tanh(z) rounds to 1
+        15.0, 20.0, 33.0, 9.0, 7.90531110763549805,  # hard-coded library thresholds
+        1.0, 0.0,
+    ]
+    pts = np.array(pts + [-p for p in pts])
+    pts = pts[np.abs(pts) <= fmt.max_finite]
+    return np.unique(round_array(pts, fmt))
+
+
+def clip_domain(z: np.ndarray, domain: tuple[float, float] | None) -> np.ndarray:
+    if domain is None:
+        return z
+    return z[(z >= domain[0]) & (z <= domain[1])]
+
+
+@functools.lru_cache(maxsize=None)
+def _regions(fmt: Format) -> np.ndarray:
+    if fmt.p <= 11 or fmt.name == "bfloat16":  # 16-bit: every finite value
+        return all_values(fmt)
+    top = int(ordinal(np.array([fmt.max_finite]), fmt)[0])
+    centres = ordinal(thresholds(fmt), fmt)
+    steps = np.arange(-NEIGHBOURHOOD, NEIGHBOURHOOD + 1)
+    near = (centres[:, None] + steps[None, :]).ravel()
+    rng = np.random.default_rng(0x6ff5)  # fixed: the deterministic region is a table
+    grid = rng.integers(-top, top + 1, size=GRID_SAMPLE)
+    ends = np.concatenate([np.arange(0, 64), np.arange(top - 63, top + 1)])
+    idx = np.unique(np.clip(np.concatenate([near, grid, ends, -ends]), -top, top))
+    return from_ordinal(idx, fmt)
+
+
+def region(fmt: Format, domain: tuple[float, float] | None = None) -> np.ndarray:
+    """The deterministic input set for a unary clause in fmt (sorted, finite)."""
+    return clip_domain(_regions(fmt), domain)
+
+
+def region_signed_zero(z: np.ndarray) -> np.ndarray:
+    """The region with -0 added (grid ordinals cannot tell -0 from +0)."""
+    return np.concatenate([z, [-0.0]])
+
+
+# --- hypothesis ------------------------------------------------------------------
+
+def floats(fmt: Format, domain: tuple[float, float] | None = None) -> st.SearchStrategy[float]:
+    """Finite fmt values: grid-uniform, near thresholds, subnormal, or simple."""
+    top = int(ordinal(np.array([fmt.max_finite]), fmt)[0])
+    sub = 1 << (fmt.p - 1)
+    centres = [int(c) for c in ordinal(thresholds(fmt), fmt)]
+    pick = st.one_of(
+        st.integers(-top, top),
+        st.builds(lambda c, k: c + k, st.sampled_from(centres), st.integers(-NEIGHBOURHOOD, NEIGHBOURHOOD)),
+        st.integers(-sub, sub),
+    ).map(lambda i: float(from_ordinal(np.array([max(-top, min(top, i))]), fmt)[0]))
+    values = st.one_of(pick, st.sampled_from([0.0, -0.0, 1.0, -1.0, 0.5, -0.5, 2.0, -2.0]))
+    if domain is not None:
+        lo, hi = domain
+        values = values.map(lambda v: min(max(v, lo), hi)).map(
+            lambda v: float(round_array(np.array([v]), fmt)[0])).filter(lambda v: lo <= v <= hi)
+    return values
+
+
+def arrays(fmt: Format, domain: tuple[float, float] | None = None) -> st.SearchStrategy[np.ndarray]:
+    """1-d arrays of lengths 1..17 of ``floats``."""
+    return st.lists(floats(fmt, domain), min_size=1, max_size=17).map(lambda v: np.array(v, dtype=np.float64))

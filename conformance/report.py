@@ -1,0 +1,101 @@
+"""Reports: JSON (schema in docs/report-schema.json) and a Markdown summary, both
+written only from the records."""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+from collections import Counter
+from pathlib import Path
+
+import ffnspec
+from ffnspec import spec
+
+FAILING = ("fail", "error", "xpass")
+SCHEMA_VERSION = 1
+
+
+def _environment(sess) -> dict:
+    import numpy
+    env = {"python": platform.python_version(), "platform": platform.platform(), "numpy": numpy.__version__}
+    version = getattr(sess.backend, "version", None)
+    if version:
+        env[sess.backend.name] = str(version)
+    return env
+
+
+def as_dict(sess) -> dict:
+    counts = Counter(r.verdict for r in sess.records)
+    return {
+        "schema": SCHEMA_VERSION,
+        "ffnspec": ffnspec.__version__,
+        "edition": spec.EDITION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "backend": {"name": sess.backend.name, "spec": sess.backend_spec,
+                    "conventions": dict(sess.backend.conventions)},
+        "dtypes": list(sess.dtypes),
+        "devices": list(sess.devices),
+        "profile": sess.profile,
+        "environment": _environment(sess),
+        "summary": {"verdicts": dict(counts), "conforms": not any(counts[v] for v in FAILING),
+                    "declared_deviations": counts["deviation"]},
+        "records": [r.to_json() for r in sess.records],
+    }
+
+
+def _fmt_err(r) -> str:
+    if r.max_ulp is not None:
+        return f"{r.max_ulp:.3g}"
+    return f"{r.max_error:.3g}" if r.examples else ""
+
+
+def markdown(data: dict) -> str:
+    b = data["backend"]
+    s = data["summary"]
+    verdict = ("conforms" if s["conforms"] and not s["declared_deviations"] else
+               "conforms with declared deviations" if s["conforms"] else "does not conform")
+    lines = [f"# ffnspec {data['edition']} conformance: {b['name']}", "",
+             f"**{verdict}** -- " + ", ".join(f"{k}: {v}" for k, v in sorted(s["verdicts"].items())), "",
+             f"dtypes {', '.join(data['dtypes'])}; devices {', '.join(data['devices'])}; profile {data['profile']}; "
+             f"conventions {b['conventions']}; {data['environment']}", "",
+             "| clause | dtype | device | mode | verdict | max error (criterion) | max ULP | grade | examples |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in data["records"]:
+        lines.append(f"| [{r['clause']}] | {r['dtype']} | {r['device']} | {r['mode'] or ''} | {r['verdict']} | "
+                     f"{r['max_error'] if r['examples'] else ''} | {r['max_ulp'] if r['max_ulp'] is not None else ''} | "
+                     f"{r['grade'] or ''} | {r['examples']} |")
+    devs = [r for r in data["records"] if r["verdict"] in ("deviation", "xpass")]
+    if devs:
+        lines += ["", "## Declared deviations", ""]
+        for r in devs:
+            lines += [f"### [{r['clause']}] {r['dtype']} {r['device']} {r['mode'] or ''} -- {r['verdict']}", "",
+                      r["deviation"] or "", ""]
+            if r["message"]:
+                lines += ["```", r["message"], "```", ""]
+    bad = [r for r in data["records"] if r["verdict"] in ("fail", "error")]
+    if bad:
+        lines += ["", "## Failures", ""]
+        for r in bad:
+            lines += [f"### [{r['clause']}] {r['dtype']} {r['device']} {r['mode'] or ''} -- {r['verdict']}", "",
+                      "```", r["message"] or "", "```", ""]
+    return "\n".join(lines) + "\n"
+
+
+def write(sess, directory: str) -> Path:
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    data = as_dict(sess)
+    (d / "report.json").write_text(json.dumps(data, indent=1, allow_nan=False), encoding="utf-8")
+    (d / "report.md").write_text(markdown(data), encoding="utf-8")
+    return d
+
+
+def summary_lines(sess) -> list[str]:
+    counts = Counter(r.verdict for r in sess.records)
+    lines = [f"backend {sess.backend.name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))]
+    for r in sess.records:
+        if r.verdict in FAILING or r.verdict == "deviation":
+            where = "/".join(x for x in (r.dtype, r.device, r.mode) if x)
+            lines.append(f"  {r.verdict.upper():10} [{r.clause}] {where}  max {_fmt_err(r)}"
+                         + (f"  ({r.deviation})" if r.verdict == "deviation" and r.deviation else ""))
+    return lines

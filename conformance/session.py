@@ -1,0 +1,149 @@
+"""One conformance run: the chosen backend, dtypes, devices, clauses, declared
+deviations and hypothesis settings, and the cases (clause x target x mode) that
+the test modules are parametrised over."""
+from __future__ import annotations
+
+import contextlib
+import itertools
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Callable
+
+import pytest
+
+from ffnspec import spec
+from ffnspec.adapters import DTYPES, Backend, BackendError, load_backend
+from ffnspec.conformance import xfails
+from ffnspec.conformance.harness import NotImplementedByBackend, Target
+from ffnspec.conformance.measure import Record
+
+PROFILES = {
+    "fast": dict(max_examples=20),
+    "ci": dict(max_examples=20, derandomize=True),
+    "thorough": dict(max_examples=400),
+}
+DERIVATIVE_MODES = ("vjp", "jvp")
+
+
+@dataclass
+class Case:
+    clause: spec.Clause
+    target: Target
+    mode: str | None
+    record: Record
+    settings: Any
+    deviation: xfails.Deviation | None = None
+
+    @property
+    def id(self) -> str:
+        parts = [self.clause.id, self.target.dtype, self.target.device] + ([self.mode] if self.mode else [])
+        return "-".join(parts)
+
+    def region(self):
+        from ffnspec.conformance import inputs
+        return inputs.region(self.target.fmt, self.clause.domain)
+
+    @contextlib.contextmanager
+    def supervised(self):
+        """A missing op or capability becomes a skip marked 'not implemented'."""
+        try:
+            yield
+        except NotImplementedByBackend as e:
+            self.record.verdict = "not_implemented"
+            self.record.message = str(e)
+            pytest.skip(f"not implemented: {e}")
+
+    def explore(self, check: Callable, **kw) -> None:
+        """Run ``check(clause, target, record, z, **kw)`` on hypothesis-drawn arrays."""
+        from hypothesis import given
+        from ffnspec.conformance import inputs
+
+        @self.settings
+        @given(inputs.arrays(self.target.fmt, self.clause.domain))
+        def explore(z):
+            check(self.clause, self.target, self.record, z, **kw)
+
+        explore()
+
+
+@dataclass
+class Session:
+    backend_spec: str
+    backend: Backend
+    dtypes: tuple[str, ...]
+    devices: tuple[str, ...]
+    patterns: tuple[str, ...]
+    profile: str
+    deviations: list[xfails.Deviation] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
+
+    @classmethod
+    def from_options(cls, *, backend: str | None, dtype: str | None, device: str | None, clauses: str | None,
+                     xfail_files: list[str], profile: str, declared: bool, cache_dir: str | None) -> "Session":
+        """Validate every option; raises pytest.UsageError with one clear line."""
+        spec_name = backend or "numpy"
+        try:
+            b = load_backend(spec_name)
+        except BackendError as e:
+            raise pytest.UsageError(f"ffnspec: {e}") from None
+        offered = [d for d in DTYPES if d in b.dtypes]
+        if dtype:
+            wanted = tuple(d.strip() for d in dtype.split(",") if d.strip())
+            for d in wanted:
+                if d not in DTYPES:
+                    raise pytest.UsageError(f"ffnspec: unknown dtype {d!r}; known: {', '.join(DTYPES)}")
+                if d not in b.dtypes:
+                    raise pytest.UsageError(f"ffnspec: backend {b.name!r} does not support dtype {d!r}; "
+                                            f"it offers {', '.join(offered)}")
+        else:
+            wanted = tuple(offered)
+        if device:
+            devs = tuple(d.strip() for d in device.split(",") if d.strip())
+            for d in devs:
+                if d not in b.devices:
+                    raise pytest.UsageError(f"ffnspec: backend {b.name!r} has no device {d!r} here; "
+                                            f"available: {', '.join(b.devices)}")
+        else:
+            devs = tuple(b.devices)
+        patterns = tuple(p.strip() for p in clauses.split(",") if p.strip()) if clauses else ()
+        if patterns and not spec.select(patterns=patterns):
+            raise pytest.UsageError(f"ffnspec: --ffnspec-clauses {clauses!r} matches no clause id")
+        if profile not in PROFILES:
+            raise pytest.UsageError(f"ffnspec: unknown profile {profile!r}; known: {', '.join(PROFILES)}")
+        devs_decl: list[xfails.Deviation] = []
+        try:
+            shipped = getattr(b, "deviations", None)
+            if declared and shipped:
+                res = resources.files("ffnspec.adapters").joinpath("deviations", shipped)
+                devs_decl += xfails.parse(res.read_text(encoding="utf-8"), f"ffnspec.adapters/deviations/{shipped}")
+            for path in xfail_files:
+                devs_decl += xfails.load(path)
+        except xfails.XfailFileError as e:
+            raise pytest.UsageError(f"ffnspec: malformed xfail file: {e}") from None
+        if cache_dir:
+            from ffnspec.reference import tables
+            tables.set_cache_dir(cache_dir)
+        return cls(spec_name, b, wanted, devs, patterns, profile, devs_decl)
+
+    @property
+    def hypothesis_settings(self):
+        from hypothesis import HealthCheck, settings
+        return settings(deadline=None, database=None, print_blob=True,
+                        suppress_health_check=list(HealthCheck), **PROFILES[self.profile])
+
+    def cases(self, kind: str) -> list[Case]:
+        out = []
+        modes: tuple[str | None, ...] = DERIVATIVE_MODES if kind == "derivative" else (None,)
+        for clause, dtype, device, mode in itertools.product(
+                spec.select(kind=kind, patterns=self.patterns), self.dtypes, self.devices, modes):
+            target = Target(self.backend, self.backend_spec, dtype, device)
+            rec = Record(clause=clause.id, backend=self.backend.name, dtype=dtype, device=device, mode=mode,
+                         criterion=clause.tolerance.criterion, must=clause.tolerance.must)
+            case = Case(clause, target, mode, rec, self.hypothesis_settings)
+            for dev in self.deviations:
+                if dev.matches(clause=clause.id, backend=self.backend.name, dtype=dtype, device=device, mode=mode):
+                    case.deviation = dev
+                    dev.matched += 1
+                    break
+            out.append(case)
+        return out

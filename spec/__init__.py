@@ -1,0 +1,132 @@
+"""The ffnspec clauses, loaded from the TOML files in this package.
+
+A clause is data: a stable id, a statement, a source, a kind (which generic check
+runs it), an error criterion with a written derivation, and the op or relation
+it constrains.  Cite as ``ffnspec <edition> [<id>]``.
+"""
+from __future__ import annotations
+
+import fnmatch
+import functools
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+EDITION = "2026.1"
+KINDS = ("accuracy", "derivative", "identity", "property", "special", "invariance")
+CRITERIA = ("ulp", "mixed", "identity", "exact")
+
+
+class SpecError(ValueError):
+    """A clause file is malformed."""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    criterion: str                       # ulp | mixed | identity | exact
+    must: float | None = None            # ULPs (ulp) or k in k*u*(|y|+S) (mixed)
+    scale: str | None = None             # reference function giving S (mixed)
+    underflow: str | None = None         # reference function giving c(z): ulp bound + c(z) 2^(emin-p)
+    derivation: str = ""
+
+
+@dataclass(frozen=True)
+class Clause:
+    id: str
+    title: str
+    kind: str
+    statement: str
+    source: dict[str, Any]
+    tolerance: Tolerance
+    op: str | None = None                # adapter op exercised
+    reference: str | None = None         # reference function, "module.function"
+    args: tuple[str, ...] = ("z",)       # how the op's arguments are formed from z
+    domain: tuple[float, float] | None = None
+    special: tuple[dict[str, Any], ...] = ()
+    relations: tuple[tuple[dict[str, Any], ...], ...] = ()
+    predicate: str | None = None
+    conventions: tuple[dict[str, Any], ...] = ()
+    references: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def family(self) -> str:
+        return self.id.split(".", 1)[0]
+
+    @property
+    def citation(self) -> str:
+        return f"ffnspec {EDITION} [{self.id}]"
+
+    def ops(self) -> tuple[str, ...]:
+        """Every adapter op this clause calls."""
+        names = [self.op] if self.op else []
+        for rel in self.relations:
+            names += [t["op"] for t in rel if "op" in t]
+        names += self.extra.get("uses", [])
+        return tuple(dict.fromkeys(n for n in names if n))
+
+
+_CLAUSE_KEYS = {f for f in Clause.__dataclass_fields__ if f != "extra"}
+
+
+def _parse(raw: dict[str, Any], where: str) -> Clause:
+    try:
+        tol = raw.pop("tolerance")
+        tolerance = Tolerance(**tol)
+    except (KeyError, TypeError) as e:
+        raise SpecError(f"{where}: clause {raw.get('id')!r} has a bad or missing [tolerance]: {e}") from None
+    known = {k: v for k, v in raw.items() if k in _CLAUSE_KEYS}
+    extra = {k: v for k, v in raw.items() if k not in _CLAUSE_KEYS}
+    for key in ("args", "special", "conventions", "references"):
+        if key in known:
+            known[key] = tuple(known[key])
+    if "relations" in known:
+        known["relations"] = tuple(tuple(r) for r in known["relations"])
+    if "domain" in known:
+        known["domain"] = tuple(float(x) for x in known["domain"])
+    try:
+        clause = Clause(tolerance=tolerance, extra=extra, **known)
+    except TypeError as e:
+        raise SpecError(f"{where}: clause {raw.get('id')!r}: {e}") from None
+    if clause.kind not in KINDS:
+        raise SpecError(f"{where}: clause {clause.id}: unknown kind {clause.kind!r}")
+    if tolerance.criterion not in CRITERIA:
+        raise SpecError(f"{where}: clause {clause.id}: unknown criterion {tolerance.criterion!r}")
+    if not tolerance.derivation.strip():
+        raise SpecError(f"{where}: clause {clause.id}: the tolerance has no written derivation")
+    return clause
+
+
+@functools.lru_cache(maxsize=None)
+def clauses() -> tuple[Clause, ...]:
+    """All clauses, in file order (act, hid, out, ... then num)."""
+    found: list[Clause] = []
+    seen: set[str] = set()
+    for res in sorted(resources.files(__name__).iterdir(), key=lambda r: r.name):
+        if not res.name.endswith(".toml"):
+            continue
+        data = tomllib.loads(res.read_text(encoding="utf-8"))
+        for raw in data.get("clause", []):
+            c = _parse(dict(raw), res.name)
+            if c.id in seen:
+                raise SpecError(f"{res.name}: duplicate clause id {c.id}")
+            seen.add(c.id)
+            found.append(c)
+    return tuple(found)
+
+
+def clause(clause_id: str) -> Clause:
+    for c in clauses():
+        if c.id == clause_id:
+            return c
+    raise KeyError(f"no clause {clause_id!r}")
+
+
+def select(*, kind: str | None = None, patterns: tuple[str, ...] = ()) -> list[Clause]:
+    """Clauses of ``kind`` whose id matches any glob in ``patterns`` (all if none)."""
+    return [
+        c for c in clauses()
+        if (kind is None or c.kind == kind)
+        and (not patterns or any(fnmatch.fnmatchcase(c.id, p) for p in patterns))
+    ]
