@@ -1,0 +1,5 @@
+import sys
+
+from ffnspec.cli import main
+
+sys.exit(main())

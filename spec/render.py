@@ -1,0 +1,109 @@
+"""Render clauses as Markdown pages (docs/clauses/<id>.md) and an index.
+
+The pages are generated, never edited by hand: ``ffnspec docs`` rewrites them and
+the completeness test fails when a committed page is out of date.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ffnspec.spec import EDITION, Clause, clauses
+
+_CRITERIA = {
+    "ulp": "error in ULPs of the exact value, |y - f(z)| / u(f(z)) (docs/measure.md)",
+    "mixed": "mixed bound |y - f(z)| <= k (u (|f(z)| + S(z)) + eta) (docs/measure.md)",
+    "identity": "residual of the backend's own results <= sum of the terms' allowances (docs/measure.md)",
+    "exact": "exact: the relation holds on the backend's results with no tolerance",
+}
+
+
+def _source(c: Clause) -> str:
+    seeds = ", ".join(f"`{s}`" for s in c.source.get("seeds", [])) or "none"
+    return f"Goodfellow, Bengio & Courville, *Deep Learning*, {c.source.get('book', '')}; seeds: {seeds}"
+
+
+def _term(t: dict) -> str:
+    coef = t.get("coef", 1)
+    sign = "-" if coef < 0 else "+"
+    mag = "" if abs(coef) == 1 else f"{abs(coef):g} "
+    if "const" in t:
+        body = f"{t['const']}"
+    elif "input" in t:
+        body = t["input"]
+    elif "ref" in t:
+        body = f"exact `{t['ref']}`(z)"
+    else:
+        body = f"`{t['op']}`({', '.join(t['args'])})"
+    return f"{sign} {mag}{body}"
+
+
+def clause_page(c: Clause) -> str:
+    t = c.tolerance
+    lines = [f"# [{c.id}] {c.title}", "",
+             f"Cite as: `{c.citation}`", "",
+             "## Statement", "", "$$", c.statement, "$$", "",
+             f"- **Kind:** {c.kind}",
+             f"- **Source:** {_source(c)}"]
+    if c.op:
+        lines.append(f"- **Adapter op:** `{c.op}`" + (f" with arguments ({', '.join(c.args)})" if c.args != ("z",) else ""))
+    if c.reference:
+        lines.append(f"- **Reference:** `ffnspec.reference.{c.reference}`")
+    if c.predicate:
+        lines.append(f"- **Property check:** `{c.predicate}`")
+    if c.domain:
+        lines.append(f"- **Domain:** [{c.domain[0]:g}, {c.domain[1]:g}]")
+    lines += ["", "## Error criterion", "", f"- **Criterion:** {_CRITERIA[t.criterion]}"]
+    if t.must is not None:
+        lines.append(f"- **MUST bound:** {t.must:g}" + (" ULP" if t.criterion == "ulp" else " (k)"))
+    if t.scale:
+        lines.append(f"- **Scale S(z):** `ffnspec.reference.{t.scale}`")
+    if t.underflow:
+        lines.append(f"- **Underflow factor c(z):** `ffnspec.reference.{t.underflow}`")
+    lines += ["- **Graded beyond MUST:** correctly rounded / faithful / <=2 / <=4 / <=16 / >16 ULP"
+              if t.criterion in ("ulp", "mixed") else "", "", "### Derivation", "", "```", t.derivation.strip(), "```"]
+    if c.relations:
+        lines += ["", "## Relations checked", ""]
+        for rel in c.relations:
+            lines.append("- " + " ".join(_term(x) for x in rel).lstrip("+ ") + " = 0")
+    if c.special:
+        lines += ["", "## Special values", "", "| z | value | sign of zero |", "|---|---|---|"]
+        for e in c.special:
+            lines.append(f"| {e['z']} | {e['value']} | {'must match' if e.get('signed', True) else 'either'} |")
+    if c.conventions:
+        lines += ["", "## Conventions", "", "| convention | preferred | reason |", "|---|---|---|"]
+        for e in c.conventions:
+            lines.append(f"| {e['name']} | {e['preferred']} | {e['reason']} |")
+    if c.references:
+        lines += ["", "## References", ""] + [f"- {r}" for r in c.references]
+    return "\n".join(ln for ln in lines if ln is not None) + "\n"
+
+
+def index_page() -> str:
+    lines = [f"# ffnspec {EDITION} clauses", "", "Generated from `spec/*.toml` by `ffnspec docs`.", "",
+             "| clause | kind | title | criterion |", "|---|---|---|---|"]
+    for c in clauses():
+        crit = c.tolerance.criterion + (f" {c.tolerance.must:g}" if c.tolerance.must is not None else "")
+        lines.append(f"| [{c.id}]({c.id}.md) | {c.kind} | {c.title} | {crit} |")
+    return "\n".join(lines) + "\n"
+
+
+def pages() -> dict[str, str]:
+    """File name -> content for every generated page."""
+    out = {f"{c.id}.md": clause_page(c) for c in clauses()}
+    out["index.md"] = index_page()
+    return out
+
+
+def write(directory: str | Path) -> list[Path]:
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in pages().items():
+        p = d / name
+        if not p.exists() or p.read_text(encoding="utf-8") != text:
+            p.write_text(text, encoding="utf-8")
+            written.append(p)
+    for stale in set(x.name for x in d.glob("*.md")) - set(pages()):
+        (d / stale).unlink()
+        written.append(d / stale)
+    return written

@@ -1,0 +1,105 @@
+"""The spec is complete: every clause has a reference, a check and a current doc page;
+every check and citation names an existing clause."""
+import importlib
+import pkgutil
+import re
+from pathlib import Path
+
+import pytest
+
+from ffnspec import spec
+from ffnspec.adapters.numpy_backend import NumpyBackend
+from ffnspec.conformance import checks, properties
+from ffnspec.reference import function
+from ffnspec.spec import render
+
+ROOT = Path(__file__).resolve().parents[1]
+CLAUSES = spec.clauses()
+IDS = {c.id for c in CLAUSES}
+
+
+def _conformance_kinds() -> set[str]:
+    import ffnspec.conformance as pkg
+    kinds = set()
+    for m in pkgutil.iter_modules(pkg.__path__):
+        if m.name.startswith("test_"):
+            mod = importlib.import_module(f"ffnspec.conformance.{m.name}")
+            for obj in vars(mod).values():
+                for mark in getattr(obj, "pytestmark", []):
+                    if mark.name == "ffnspec":
+                        kinds.add(mark.kwargs["kind"])
+    return kinds
+
+
+# Each clause kind is run by a generic check; a kind without one would be silently unchecked.
+def test_every_kind_has_a_check():
+    assert {c.kind for c in CLAUSES} <= _conformance_kinds()
+    assert _conformance_kinds() <= set(spec.KINDS)
+
+
+@pytest.mark.parametrize("clause", CLAUSES, ids=[c.id for c in CLAUSES])
+def test_clause_is_complete(clause):
+    # A clause without a reference cannot be measured; ARCHITECTURE.md "The spec as the single source of truth".
+    t = clause.tolerance
+    assert clause.statement.strip() and clause.title.strip()
+    assert clause.source.get("book"), "every clause cites the book section"
+    assert t.derivation.strip(), "every tolerance has a written derivation"
+    if clause.kind in ("accuracy", "derivative"):
+        function(clause.reference)
+        assert clause.op and t.must is not None and t.criterion in ("ulp", "mixed")
+    if clause.kind == "derivative":
+        function(t.scale)
+    if t.underflow:
+        function(t.underflow)
+    if clause.kind == "identity":
+        assert clause.relations
+        for rel in clause.relations:
+            for term in rel:
+                if "ref" in term:
+                    function(term["ref"])
+                if "op" in term:
+                    checks._primary_accuracy_clause(term["op"])  # its bound feeds the tolerance
+    if clause.kind == "property":
+        assert clause.predicate in properties.PROPERTIES
+    if clause.kind == "special":
+        assert clause.special
+    for op in clause.ops():
+        assert op in NumpyBackend().ops, f"the built-in backend lacks op {op!r}"
+
+
+# Seeds are cited by file name; a typo would send readers nowhere.
+def test_seed_citations_exist():
+    seeds = ROOT.parent / "shared" / "seeds"
+    if not seeds.is_dir():
+        pytest.skip("shared/seeds not beside the checkout")
+    for c in CLAUSES:
+        for s in c.source.get("seeds", []):
+            assert (seeds / s).is_file(), f"{c.id} cites missing seed {s}"
+
+
+# Docs are generated from the clauses; a stale page misquotes the spec.  Run `ffnspec docs`.
+def test_doc_pages_are_current():
+    docs = ROOT / "docs" / "clauses"
+    expected = render.pages()
+    assert sorted(p.name for p in docs.glob("*.md")) == sorted(expected)
+    for name, text in expected.items():
+        assert (docs / name).read_text(encoding="utf-8") == text, f"docs/clauses/{name} is stale: run `ffnspec docs`"
+
+
+# Every [clause.id] cited in a conformance check, a deviation file or the docs must exist.
+def test_citations_name_existing_clauses():
+    cited = set()
+    pattern = re.compile(r"\[((?:act|hid|out|loss|bp|opt|init|num|xor)\.[a-z0-9_.]+)\]")
+    for folder in ("conformance", "adapters", "docs", "tests"):
+        for p in (ROOT / folder).rglob("*"):
+            if p.suffix in (".py", ".toml", ".md"):
+                cited |= set(pattern.findall(p.read_text(encoding="utf-8")))
+    for p in (ROOT / "adapters" / "deviations").glob("*.toml"):
+        cited |= set(re.findall(r'clause\s*=\s*"([^"*?]+)"', p.read_text(encoding="utf-8")))
+    assert cited - IDS == set()
+
+
+# Clause ids are stable and never reused: the id encodes its family.
+def test_ids_are_well_formed():
+    for c in CLAUSES:
+        assert re.fullmatch(r"[a-z]+(\.[a-z0-9_]+)+", c.id), c.id
