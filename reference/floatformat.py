@@ -132,9 +132,12 @@ def ulp_error(y: np.ndarray, hi: np.ndarray, lo: np.ndarray, fmt: Format) -> np.
     u = ulp(hi, lo, fmt)
     with np.errstate(invalid="ignore", over="ignore"):
         err = np.abs((y - hi) - lo) / u
-        # (+-2^(emax+1) - t) computed halved, so that float64's 2^1024 stays representable
-        half = 2 * np.abs(np.copysign(math.ldexp(1.0, fmt.emax), y) - hi / 2 - lo / 2) / u
+        # (+-2^(emax+1) - t) / u from halved terms each divided by u first, so that neither
+        # float64's 2^1024 nor 2^1023 + |t|/2 (y and t of opposite signs) overflows
+        top = np.copysign(math.ldexp(1.0, fmt.emax), y)
+        half = 2 * np.abs(top / u - (hi / 2) / u - (lo / 2) / u)
     err = np.where(over, half, err)
+    err = np.where(np.isinf(hi) & (y == hi), 0.0, err)  # an infinite exact value met exactly
     return np.where(np.isnan(err), np.inf, err)
 
 
@@ -144,7 +147,7 @@ def ordinal(a: np.ndarray, fmt: Format) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         mag = np.where(np.isinf(a), fmt.max_finite, np.abs(a))
         _, e = np.frexp(mag)
-        e = np.maximum(e - 1, fmt.emin)
+        e = np.maximum(np.where(mag == 0, fmt.emin, e - 1), fmt.emin)  # frexp(0) gives e = 0
         m = np.ldexp(mag, -(e - fmt.p + 1))  # integer significand, < 2^p
         m = np.where(np.isnan(m), 0, m).astype(np.int64)
         idx = (e.astype(np.int64) - fmt.emin) * (1 << (fmt.p - 1)) + m + np.isinf(a)  # inf: one past max
@@ -153,7 +156,11 @@ def ordinal(a: np.ndarray, fmt: Format) -> np.ndarray:
 
 def ulp_distance(y: np.ndarray, cr: np.ndarray, fmt: Format) -> np.ndarray:
     """Integer distance on the fmt grid between y and the correctly rounded value."""
-    return np.abs(ordinal(y, fmt) - ordinal(cr, fmt))
+    a, b = ordinal(y, fmt), ordinal(cr, fmt)
+    # |a - b| in uint64 (float64 positions of opposite signs overflow int64), saturated to int64
+    d = np.where((a < 0) != (b < 0), np.abs(a).astype(np.uint64) + np.abs(b).astype(np.uint64),
+                 np.abs(a - b).astype(np.uint64))
+    return np.minimum(d, np.uint64(np.iinfo(np.int64).max)).astype(np.int64)
 
 
 def from_ordinal(idx: np.ndarray, fmt: Format) -> np.ndarray:

@@ -5,13 +5,16 @@ A reference function is written once as ``f(ctx, *args)`` against an mpmath
 context and evaluated here:
 
   1. at w = p + GUARD_BITS and again at w + GUARD_BITS, in private contexts;
-  2. the two values must agree to 2^-(w - SLACK_BITS) relative and round to the
-     same fmt value -- otherwise w doubles (Ziv's strategy), up to MAX_PREC bits;
+  2. the higher-precision value v2 is taken to be within
+     tol = max(|v1 - v2|, 2^-(w - SLACK_BITS) |v2|) of the exact value (it is assumed
+     at least twice as accurate as v1); if v2 - tol and v2 + tol round to different
+     fmt values, w doubles (Ziv's strategy), up to MAX_PREC bits;
   3. the higher-precision value is rounded to fmt once (``round_mpf``) and kept
      as a double-double (hi, lo) for the vectorised ULP measure.
 
 The two-precision comparison catches cancellation inside a formula (e.g. near
-the zero of SiLU'), which a single evaluation cannot.
+the zero of SiLU'), which a single evaluation cannot.  A zero counts as exact only
+when both precisions give it.
 """
 from __future__ import annotations
 
@@ -59,12 +62,13 @@ def evaluate(f: Callable, args: tuple[float, ...], fmt: Format) -> tuple[float, 
         v1 = _evaluate(f, args, w)
         v2 = _evaluate(f, args, w + GUARD_BITS)
         cr = round_mpf(v2, fmt)
-        if not v2._mpf_[1]:  # 0, inf, nan: exact special outcomes
+        if not v2._mpf_[1] and (v1 == v2 or v2 != v2):  # 0, inf at both precisions, or nan: exact
             break
         ctx = context(w + 2 * GUARD_BITS)
-        tol = ctx.ldexp(abs(v2), SLACK_BITS - w)
-        diff = abs(ctx.mpf(v1) - v2)
-        if diff <= tol and round_mpf(v2 - tol, fmt) == cr == round_mpf(v2 + tol, fmt):
+        # |v1 - v2| scales with 2^-w like the relative floor, so requiring it to be below
+        # the floor never succeeds once a formula cancels more than SLACK_BITS bits.
+        tol = max(abs(ctx.mpf(v1) - v2), ctx.ldexp(abs(v2), SLACK_BITS - w))
+        if round_mpf(ctx.mpf(v2) - tol, fmt) == cr == round_mpf(ctx.mpf(v2) + tol, fmt):
             break
         if w >= MAX_PREC:  # an exact midpoint (rational results only): v2 is exact enough
             break
