@@ -2,15 +2,18 @@
 
 Loaded in every pytest run of the environment, so it imports nothing heavy until
 an ffnspec test is collected or an --ffnspec-* option is used.
+
+Each check of a clause x dtype x device (x mode) keeps a record; the report folds
+a clause's checks (values, special values) into one (``report.merged``).  A
+declared deviation marks those checks xfail, non-strict: it is stale (verdict
+xpass, and the last of the checks fails) only if none of them deviates.
 """
 from __future__ import annotations
 
+import fnmatch
 import warnings
 
 import pytest
-
-_KEY = "_ffnspec_session"
-
 
 class FfnspecWarning(pytest.PytestWarning):
     pass
@@ -37,7 +40,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def _explicit(config: pytest.Config) -> bool:
     o = config.option
     return any([o.ffnspec_backend, o.ffnspec_dtype, o.ffnspec_device, o.ffnspec_clauses,
-                o.ffnspec_xfail_file, o.ffnspec_report, o.ffnspec_cache_dir, o.ffnspec_profile != "fast"])
+                o.ffnspec_xfail_file, o.ffnspec_report, o.ffnspec_cache_dir, o.ffnspec_no_declared,
+                o.ffnspec_profile != "fast"])
 
 
 def _session(config: pytest.Config):
@@ -70,59 +74,102 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("case", cases, ids=[c.id for c in cases])
 
 
+def _case(item):
+    return getattr(getattr(item, "callspec", None), "params", {}).get("case")
+
+
+def _key(rec) -> tuple:
+    return rec.clause, rec.dtype, rec.device, rec.mode
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
     sess = config.stash.get(_STASH, None)
     if sess is None:
         return
     for item in items:
-        case = getattr(getattr(item, "callspec", None), "params", {}).get("case")
+        case = _case(item)
         if getattr(case, "deviation", None) is not None:
             d = case.deviation
             case.record.deviation = f"{d.reason} (declared in {d.source})"
-            item.add_marker(pytest.mark.xfail(reason=f"declared deviation: {d.reason}", strict=True))
+            # not strict: a record is stale only if none of its checks shows the deviation (see below)
+            item.add_marker(pytest.mark.xfail(reason=f"declared deviation: {d.reason}", strict=False))
+    from ffnspec import spec
+    selected = spec.select(patterns=sess.patterns)
     for d in sess.deviations:
-        if d.matched == 0:
-            warnings.warn(FfnspecWarning(f"ffnspec: declared deviation in {d.source} matches no collected check: "
-                                         f"clause={d.clause!r} backend={d.backend!r} dtype={d.dtype!r}"))
+        # Warn for typos, and for entries this run should have used; not for entries about other
+        # backends, dtypes or clauses than the ones selected (a shipped file covers them all).
+        typo = not any(fnmatch.fnmatchcase(c.id, d.clause) for c in spec.clauses())
+        in_scope = (d.backend in (None, sess.backend.name) and (d.dtype is None or set(d.dtype) & set(sess.dtypes))
+                    and any(fnmatch.fnmatchcase(c.id, d.clause) for c in selected))
+        if d.matched == 0 and (typo or in_scope):
+            warnings.warn(FfnspecWarning(f"ffnspec: declared deviation in {d.source} matches no "
+                                         f"{'clause id' if typo else 'collected check'}: clause={d.clause!r} "
+                                         f"backend={d.backend!r} dtype={d.dtype!r} mode={d.mode!r}"))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    sess = session.config.stash.get(_STASH, None)
+    if sess is None:
+        return
+    sess.pending.clear()
+    for item in session.items:  # how many checks (values, special values, ...) share each record key
+        case = _case(item)
+        if case is not None and hasattr(case, "record"):
+            sess.pending[_key(case.record)] = sess.pending.get(_key(case.record), 0) + 1
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
-    case = getattr(getattr(item, "callspec", None), "params", {}).get("case")
+    case = _case(item)
     if case is None or not hasattr(case, "record"):
         return
     rec = case.record
+    sess = item.config.stash.get(_STASH, None)
     if rep.when == "setup" and rep.failed:
         rec.verdict, rec.message = "error", rep.longreprtext[-2000:]
     if rep.when != "call":
         if rep.when == "setup" and rep.skipped and rec.verdict == "pending":
             rec.verdict = "skipped"
-        if rep.when == "teardown":
-            config = item.config
-            sess = config.stash.get(_STASH, None)
-            if sess is not None and rec not in sess.records:
-                sess.records.append(rec)
+        if rep.when == "teardown" and sess is not None and not any(r is rec for r in sess.records):
+            sess.records.append(rec)
         return
     from ffnspec.conformance.harness import AdapterFault
+    from ffnspec.conformance.measure import ConformanceFailure
+    exc = call.excinfo.value if call.excinfo is not None else None
+    if isinstance(exc, AdapterFault):  # cite the clause being checked, not only the num.* rule
+        rec.message = f"{case.clause.citation} {case.clause.title}\n  {exc}"
+    elif exc is not None and rec.message is None and not isinstance(exc, pytest.skip.Exception):
+        rec.message = f"{case.clause.citation} {case.clause.title}\n  {type(exc).__name__}: {str(exc)[-4000:]}"
+    if (rep.failed and isinstance(exc, (AdapterFault, ConformanceFailure)) and rec.message
+            and item.config.option.tbstyle == "auto"):
+        rep.longrepr = rec.message  # the message carries clause, criterion, worst input and reproducer
     xfailed = hasattr(rep, "wasxfail")
     if rep.passed and not xfailed:
         rec.verdict = "pass"
     elif rep.skipped and xfailed:
         rec.verdict = "deviation"
-    elif rep.failed and xfailed or (rep.passed and xfailed):
-        rec.verdict = "xpass"
-        rec.message = "declared deviation did not occur: the declaration is stale"
+    elif rep.passed and xfailed:
+        rec.verdict = "xpass"  # stale only if no other check of the record deviates: decided below
     elif rep.skipped:
         rec.verdict = rec.verdict if rec.verdict == "not_implemented" else "skipped"
     elif rep.failed:
-        is_fault = call.excinfo is not None and call.excinfo.errisinstance(AdapterFault)
-        rec.verdict = "error" if is_fault else "fail"
-        if rec.message is None and call.excinfo is not None:
-            rec.message = str(call.excinfo.value)[-4000:]
-    if xfailed and call.excinfo is not None and rec.message is None:
-        rec.message = str(call.excinfo.value)[-4000:]
+        rec.verdict = "error" if isinstance(exc, AdapterFault) or not isinstance(exc, AssertionError) else "fail"
+    key, d = _key(rec), case.deviation
+    if sess is None or d is None or key not in sess.pending:
+        return
+    sess.pending[key] -= 1
+    if rec.verdict in ("deviation", "not_implemented"):
+        sess.excused.add(key)
+    if sess.pending[key] == 0 and key not in sess.excused:
+        # the last check of a record under a declared deviation, and none of them deviated: stale
+        rec.verdict = "xpass"
+        rec.message = (f"{case.clause.citation}: declared deviation did not occur, the declaration is stale: "
+                       f"{d.reason} (declared in {d.source})")
+        rep.outcome, rep.longrepr = "failed", rec.message
+        if hasattr(rep, "wasxfail"):
+            del rep.wasxfail  # else pytest counts it as an xpass, not a failure
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

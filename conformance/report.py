@@ -2,6 +2,7 @@
 written only from the records."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import platform
@@ -13,6 +14,29 @@ from ffnspec import spec
 
 FAILING = ("fail", "error", "xpass")
 SCHEMA_VERSION = 1
+# Worst last.  Within one record, a deviation seen by one check outranks the others' xpass.
+RANK = ("pending", "skipped", "pass", "xpass", "deviation", "not_implemented", "fail", "error")
+
+
+def merged(records) -> list:
+    """One record per clause x dtype x device (x mode).  The checks of one clause (values,
+    special values) each keep a record; here the worst verdict wins, with its message and
+    worst case, gaps are filled from the others, and counts add up."""
+    out: dict[tuple, object] = {}
+    for r in records:
+        k = (r.clause, r.dtype, r.device, r.mode)
+        a = out.get(k)
+        if a is None:
+            out[k] = dataclasses.replace(r, notes=list(r.notes))
+            continue
+        worst, other = (r, a) if RANK.index(r.verdict) > RANK.index(a.verdict) else (a, r)
+        m = dataclasses.replace(worst, examples=a.examples + r.examples, violations=a.violations + r.violations,
+                                notes=a.notes + r.notes)
+        for f in dataclasses.fields(m):
+            if getattr(m, f.name) is None:
+                setattr(m, f.name, getattr(other, f.name))
+        out[k] = m
+    return list(out.values())
 
 
 def _environment(sess) -> dict:
@@ -25,7 +49,8 @@ def _environment(sess) -> dict:
 
 
 def as_dict(sess) -> dict:
-    counts = Counter(r.verdict for r in sess.records)
+    records = merged(sess.records)
+    counts = Counter(r.verdict for r in records)
     return {
         "schema": SCHEMA_VERSION,
         "ffnspec": ffnspec.__version__,
@@ -39,7 +64,7 @@ def as_dict(sess) -> dict:
         "environment": _environment(sess),
         "summary": {"verdicts": dict(counts), "conforms": not any(counts[v] for v in FAILING),
                     "declared_deviations": counts["deviation"]},
-        "records": [r.to_json() for r in sess.records],
+        "records": [r.to_json() for r in records],
     }
 
 
@@ -91,9 +116,10 @@ def write(sess, directory: str) -> Path:
 
 
 def summary_lines(sess) -> list[str]:
-    counts = Counter(r.verdict for r in sess.records)
+    records = merged(sess.records)
+    counts = Counter(r.verdict for r in records)
     lines = [f"backend {sess.backend.name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))]
-    for r in sess.records:
+    for r in records:
         if r.verdict in FAILING or r.verdict == "deviation":
             where = "/".join(x for x in (r.dtype, r.device, r.mode) if x)
             lines.append(f"  {r.verdict.upper():10} [{r.clause}] {where}  max {_fmt_err(r)}"

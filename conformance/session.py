@@ -75,7 +75,9 @@ class Session:
     patterns: tuple[str, ...]
     profile: str
     deviations: list[xfails.Deviation] = field(default_factory=list)
-    records: list[Record] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)  # one per check run; report.merged() folds them
+    pending: dict[tuple, int] = field(default_factory=dict)  # record key -> checks not yet run
+    excused: set[tuple] = field(default_factory=set)        # keys where a declared deviation showed (or no op)
 
     @classmethod
     def from_options(cls, *, backend: str | None, dtype: str | None, device: str | None, clauses: str | None,

@@ -1,0 +1,38 @@
+"""Run the conformance suite in-process (pytester) and read its report.json.
+
+pytester unloads every module an inner run imports, so the heavy ones are imported
+here first: the inner runs then share one copy of hypothesis (two copies break its
+isinstance checks) and one in-memory reference cache.
+"""
+from __future__ import annotations
+
+import json
+
+import hypothesis  # noqa: F401
+import mpmath  # noqa: F401
+import pytest
+
+import ffnspec.conformance.checks  # noqa: F401
+import ffnspec.conformance.inputs  # noqa: F401
+import ffnspec.conformance.report  # noqa: F401
+import ffnspec.conformance.session  # noqa: F401
+import ffnspec.reference.act  # noqa: F401
+
+_REPORTS: dict[tuple, tuple[int, dict | None, str]] = {}
+
+
+def run_suite(pytester: pytest.Pytester, backend: str, dtypes=("float32",), clauses=(), *extra: str,
+              cache: bool = True) -> tuple[int, dict | None, str]:
+    """(exit status, report.json or None, output) of a derandomised in-process run."""
+    key = (backend, tuple(dtypes), tuple(clauses), extra)
+    if not cache or key not in _REPORTS:
+        out = pytester.path / f"report{len(_REPORTS)}"
+        args = ["--pyargs", "ffnspec.conformance", "-p", "no:cacheprovider", "-q", "--tb=short",
+                f"--ffnspec-backend={backend}", "--ffnspec-profile=ci", f"--ffnspec-report={out}"]
+        args += [f"--ffnspec-dtype={','.join(dtypes)}"] if dtypes else []
+        args += [f"--ffnspec-clauses={','.join(clauses)}"] if clauses else []
+        res = pytester.runpytest_inprocess(*args, *extra)
+        path = out / "report.json"
+        report = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+        _REPORTS[key] = int(res.ret), report, res.stdout.str() + res.stderr.str()
+    return _REPORTS[key]

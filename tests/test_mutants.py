@@ -1,0 +1,71 @@
+"""Every conformance check can fail: each mutant in tests/mutants.py (the NumPy backend
+with one defect) must be caught by the clauses it names, with the clause id in the
+message, while the correct NumPy backend passes the same selection."""
+from __future__ import annotations
+
+import pytest
+
+from ffnspec import spec
+from tests import mutants
+from tests._inner import run_suite
+
+
+def parse(entry: str) -> tuple[str, str | None, str | None]:
+    """"clause[/mode][@dtype]" -> (clause, mode, dtype)."""
+    entry, _, dtype = entry.partition("@")
+    clause, _, mode = entry.partition("/")
+    return clause, mode or None, dtype or None
+
+
+def matching(report: dict, entry: str) -> list[dict]:
+    clause, mode, dtype = parse(entry)
+    return [r for r in report["records"] if r["clause"] == clause
+            and (mode is None or r["mode"] == mode) and (dtype is None or r["dtype"] == dtype)]
+
+
+def selection(m: type[mutants.Mutant]) -> tuple[str, ...]:
+    return m.clauses or tuple(dict.fromkeys(parse(e)[0] for e in m.catches + m.spares))
+
+
+@pytest.mark.parametrize("mutant", mutants.MUTANTS, ids=lambda m: m.__name__)
+def test_mutant_is_caught(pytester: pytest.Pytester, mutant: type[mutants.Mutant]) -> None:
+    # A check that cannot fail proves nothing (array-api-tests' logaddexp = max + 5); the
+    # clause id in the message is the citation a user acts on.  [act.*] [num.*]
+    ret, rep, out = run_suite(pytester, f"tests.mutants:{mutant.__name__}", mutant.dtypes_run, selection(mutant))
+    assert ret == pytest.ExitCode.TESTS_FAILED and not rep["summary"]["conforms"], out
+    for entry in mutant.catches:
+        clause = parse(entry)[0]
+        caught = [r for r in matching(rep, entry) if r["verdict"] in ("fail", "error")]
+        assert caught, f"{mutant.__name__} ({mutant.defect}) escaped [{entry}]: " \
+                       f"{[(r['clause'], r['mode'], r['dtype'], r['verdict']) for r in matching(rep, entry)]}"
+        for r in caught:
+            assert f"[{clause}]" in r["message"], r["message"]
+            assert mutant.says in r["message"], r["message"]
+    for entry in mutant.spares:
+        got = matching(rep, entry)
+        assert got and all(r["verdict"] == "pass" for r in got), (entry, [r["verdict"] for r in got])
+    # The same selection passes on the correct backend, so the defect is what was caught.
+    ret, base, out = run_suite(pytester, "numpy", mutant.dtypes_run, selection(mutant))
+    assert ret == pytest.ExitCode.OK and base["summary"]["conforms"], out
+    for entry in mutant.catches:
+        assert matching(base, entry) and all(r["verdict"] == "pass" for r in matching(base, entry))
+
+
+def test_every_clause_has_a_mutant() -> None:
+    # Every clause (and each mode of a derivative clause) must be proven able to fail.  [act.*] [num.*]
+    caught = {parse(e)[:2] for m in mutants.MUTANTS for e in m.catches}
+    missing = []
+    for c in spec.clauses():
+        modes = ("vjp", "jvp") if c.kind == "derivative" else (None,)
+        missing += [f"{c.id}/{m}" if m else c.id for m in modes if (c.id, m) not in caught]
+    assert not missing, f"clauses no mutant proves able to fail: {missing}"
+
+
+def test_mutants_name_real_clauses() -> None:
+    # A misspelt clause in a mutant's list would make its proof vacuous.  [num.dtype]
+    ids = {c.id for c in spec.clauses()}
+    for m in mutants.MUTANTS:
+        assert m.catches and m.defect, m.__name__
+        for e in m.catches + m.spares:
+            clause, mode, dtype = parse(e)
+            assert clause in ids and mode in (None, "vjp", "jvp") and dtype in (None, *m.dtypes_run), (m.__name__, e)

@@ -1,0 +1,278 @@
+"""Plugin mechanics: option validation, declared deviations, report, adapter faults,
+missing ops, and the plugin's import footprint."""
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ffnspec import spec
+from ffnspec.adapters import DTYPES
+from tests._inner import run_suite
+
+SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "report-schema.json"
+
+
+def usage_error(pytester: pytest.Pytester, *args) -> str:
+    """Run with bad input; return the one error line after checking there is nothing else."""
+    ret, report, out = run_suite(pytester, *args, cache=False)
+    assert ret == pytest.ExitCode.USAGE_ERROR, out
+    assert report is None
+    assert "Traceback" not in out and "INTERNALERROR" not in out, out
+    errors = [ln for ln in out.splitlines() if ln.startswith("ERROR:")]
+    assert len(errors) == 1 and errors[0].startswith("ERROR: ffnspec: "), out
+    return errors[0]
+
+
+def xfail_file(pytester: pytest.Pytester, text: str) -> str:
+    path = pytester.path / "deviations.toml"
+    path.write_text(text, encoding="utf-8")
+    return f"--ffnspec-xfail-file={path}"
+
+
+# --------------------------------------------------------------------------- bad input ----
+# Bad input is one clear line and a usage-error exit, never a traceback (ARCHITECTURE "Adapters").
+
+# A typo in the backend name must show what could have been meant.  ARCHITECTURE "Adapters"
+def test_unknown_backend_lists_registered(pytester):
+    line = usage_error(pytester, "no-such-backend")
+    assert "unknown backend 'no-such-backend'" in line and "registered:" in line and "numpy" in line
+
+
+# module:Class loads unregistered adapters; a bad one must say what failed.  ARCHITECTURE "Adapters"
+@pytest.mark.parametrize("spec_", ["tests.mutants:NoSuchClass", "no_such_module_xyz:Backend"])
+def test_module_class_that_does_not_exist(pytester, spec_):
+    assert f"cannot load backend {spec_!r}" in usage_error(pytester, spec_)
+
+
+# Asking for a dtype the backend lacks must not silently check nothing.  [num.dtype]
+def test_dtype_the_backend_lacks(pytester):
+    line = usage_error(pytester, "tests.mutants:Float64Only", ("float16",))
+    assert "does not support dtype 'float16'" in line and "offers float64" in line
+
+
+# An unknown dtype name lists the four formats the spec defines.  [num.dtype]
+def test_unknown_dtype(pytester):
+    line = usage_error(pytester, "numpy", ("float8",))
+    assert "unknown dtype 'float8'" in line and all(d in line for d in DTYPES)
+
+
+# A device that is not there is an error, not an empty (passing) run.  ARCHITECTURE "Adapters"
+def test_unknown_device(pytester):
+    line = usage_error(pytester, "numpy", ("float32",), (), "--ffnspec-device=tpu9")
+    assert line == "ERROR: ffnspec: backend 'numpy' has no device 'tpu9' here; available: cpu"
+
+
+# A clause glob that selects nothing would make a vacuous green run.  [act.sigmoid]
+def test_clauses_matching_nothing(pytester):
+    assert "matches no clause id" in usage_error(pytester, "numpy", ("float32",), ("act.no_such*",))
+
+
+@pytest.mark.parametrize("text, says", [
+    ("[[deviation]\nclause = ", "not valid TOML"),
+    ('[[deviation]]\nclause = "act.sigmoid"\n', "'reason' is required"),
+    ('[[deviation]]\nclause = "act.sigmoid"\nreason = "r"\nplatform = "x"\n', "unknown key(s) ['platform']"),
+    ('[[deviations]]\nclause = "act.sigmoid"\nreason = "r"\n', "unknown top-level key(s)"),
+    ('[[deviation]]\nclause = "act.sigmoid"\nreason = "r"\ndtype = 32\n', "'dtype' must be a string or a list"),
+])
+def test_malformed_xfail_file(pytester, text, says):
+    # A deviation file that is silently misread would hide a failure.  [act.sigmoid]
+    line = usage_error(pytester, "numpy", ("float32",), ("act.sigmoid",), xfail_file(pytester, text))
+    assert "malformed xfail file" in line and "deviations.toml" in line and says in line, line
+
+
+# A deviation file that cannot be read is an error, not an empty declaration list.  [act.sigmoid]
+def test_missing_xfail_file(pytester):
+    line = usage_error(pytester, "numpy", ("float32",), ("act.sigmoid",), "--ffnspec-xfail-file=/no/such/dev.toml")
+    assert "cannot read xfail file" in line and "/no/such/dev.toml" in line
+
+
+# ------------------------------------------------------------------ declared deviations ----
+def test_unmatched_xfail_entry_warns(pytester):
+    # An entry that can never match (a typo) or that this run should have used is reported; entries
+    # about clauses, dtypes or backends outside the selection are not noise-warned.  [act.sigmoid]
+    ret, report, out = run_suite(pytester, "numpy", ("float32",), ("act.sigmoid",), xfail_file(pytester, """
+        [[deviation]]
+        clause = "act.sigmiod"
+        reason = "typo"
+        [[deviation]]
+        clause = "act.sigmoid"
+        mode = "vjp"
+        reason = "act.sigmoid has no modes"
+        [[deviation]]
+        clause = "act.tanh"
+        reason = "not selected"
+        [[deviation]]
+        clause = "act.sigmoid"
+        backend = "torch"
+        reason = "another backend"
+        """), cache=False)
+    assert ret == pytest.ExitCode.OK and report["summary"]["conforms"], out
+    warned = [ln for ln in out.splitlines() if "FfnspecWarning: ffnspec" in ln]
+    assert len(warned) == 2, out
+    assert "matches no clause id: clause='act.sigmiod'" in warned[0]
+    assert "matches no collected check: clause='act.sigmoid'" in warned[1] and "mode='vjp'" in warned[1]
+
+
+def test_declared_deviation_turns_failure_into_deviation(pytester):
+    # A backend that genuinely differs declares it; the run passes and the report shows it.  [act.sigmoid]
+    ret, report, out = run_suite(pytester, "tests.mutants:NaiveSigmoid", ("float32",), ("act.sigmoid",), xfail_file(
+        pytester, '[[deviation]]\nclause = "act.sigmoid"\ndtype = ["float32"]\nreason = "no subnormal tail"\n'),
+        cache=False)
+    assert ret == pytest.ExitCode.OK, out
+    (rec,) = report["records"]
+    assert rec["verdict"] == "deviation" and "no subnormal tail" in rec["deviation"]
+    assert "[act.sigmoid]" in rec["message"]  # the failure it excuses stays on record
+    assert report["summary"] == {"verdicts": {"deviation": 1}, "conforms": True, "declared_deviations": 1}
+
+
+def test_deviation_scoped_to_one_mode(pytester):
+    # mode = "jvp" excuses forward mode only; reverse mode is still checked.  [act.sigmoid.grad]
+    ret, report, out = run_suite(pytester, "tests.mutants:SigmoidGradJvpOnly", ("float32",), ("act.sigmoid.grad",),
+                                 xfail_file(pytester, '[[deviation]]\nclause = "act.sigmoid.*"\nmode = "jvp"\n'
+                                                      'reason = "forward rule"\n'), cache=False)
+    assert ret == pytest.ExitCode.OK, out
+    assert {r["mode"]: r["verdict"] for r in report["records"]} == {"vjp": "pass", "jvp": "deviation"}
+
+
+def test_stale_xfail_entry_is_xpass_and_fails_the_run(pytester):
+    # A declaration for a defect that is gone would hide a regression later.  [act.sigmoid]
+    ret, report, out = run_suite(pytester, "numpy", ("float32",), ("act.sigmoid",), xfail_file(
+        pytester, '[[deviation]]\nclause = "act.sigmoid"\nreason = "fixed long ago"\n'), cache=False)
+    assert ret == pytest.ExitCode.TESTS_FAILED, out
+    (rec,) = report["records"]
+    assert rec["verdict"] == "xpass" and "stale" in rec["message"] and "[act.sigmoid]" in rec["message"]
+    assert not report["summary"]["conforms"]
+    assert "1 failed" in out
+
+
+# ---------------------------------------------------------------------------- report ----
+def _expected_keys(clauses, dtypes, devices=("cpu",)):
+    return sorted((c.id, d, dev, m) for c in clauses for d in dtypes for dev in devices
+                  for m in (("vjp", "jvp") if c.kind == "derivative" else (None,)))
+
+
+def test_report_has_one_record_per_clause_dtype_device_mode(pytester):
+    # Reports and tools read records keyed this way; two records for one key would be ambiguous.  [act.sigmoid]
+    ret, report, out = run_suite(pytester, "numpy", ("float32", "float64"), ())
+    got = sorted((r["clause"], r["dtype"], r["device"], r["mode"]) for r in report["records"])
+    assert got == _expected_keys(spec.clauses(), ("float32", "float64"))
+    schema = json.loads(SCHEMA.read_text())
+    assert set(report) == set(schema["required"])
+    for r in report["records"]:
+        assert set(r) == set(schema["$defs"]["record"]["required"]) and r["backend"] == "numpy"
+        assert r["verdict"] != "pass" or r["examples"] > 0
+    verdicts = Counter(r["verdict"] for r in report["records"])
+    conforms = not any(verdicts[v] for v in ("fail", "error", "xpass"))
+    assert report["summary"] == {"verdicts": dict(verdicts), "conforms": conforms, "declared_deviations": 0}
+    assert ret == (pytest.ExitCode.OK if conforms else pytest.ExitCode.TESTS_FAILED), out
+    assert report["backend"] == {"name": "numpy", "spec": "numpy", "conventions": {"flush_to_zero": "no"}}
+    assert report["profile"] == "ci" and report["dtypes"] == ["float32", "float64"] and report["devices"] == ["cpu"]
+    md = (Path(re.search(r"^report: (.*)/report\.json", out, re.M)[1]) / "report.md").read_text()
+    assert md.startswith("# ffnspec") and md.count("\n| [") == len(got)
+
+
+def test_report_validates_against_schema(pytester):
+    # docs/report-schema.json is the contract for report consumers.  [act.softplus] [act.sigmoid]
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    ok = run_suite(pytester, "numpy", ("float32", "float64"), ())[1]
+    bad = run_suite(pytester, "tests.mutants:NaiveSoftplus", ("float32",), ("act.softplus*",))[1]  # inf, messages
+    for report in (ok, bad):
+        jsonschema.validate(report, schema, format_checker=jsonschema.FormatChecker())
+    assert any(isinstance(r["max_error"], str) for r in bad["records"])  # the non-finite spelling is exercised
+
+
+# ------------------------------------------------------------------- adapter behaviour ----
+def test_raising_op_is_a_clause_failure_not_a_crash(pytester):
+    # An adapter exception is the backend's fault, reported against the clause checked.  [act.softplus] [num.dtype]
+    ret, report, out = run_suite(pytester, "tests.mutants:RaisingSoftplus", ("float32",),
+                                 ("act.softplus", "act.sigmoid", "num.dtype"))
+    assert ret == pytest.ExitCode.TESTS_FAILED and "INTERNALERROR" not in out, out
+    v = {r["clause"]: r for r in report["records"]}
+    assert v["act.sigmoid"]["verdict"] == "pass"
+    assert v["act.softplus"]["verdict"] == "error"
+    assert v["act.softplus"]["message"].startswith("ffnspec 2026.1 [act.softplus]")
+    assert "raised RuntimeError: kernel launch failed" in v["act.softplus"]["message"]
+    assert v["num.dtype"]["verdict"] == "fail" and "[num.dtype]" in v["num.dtype"]["message"]
+
+
+def test_missing_op_is_not_implemented_not_pass(pytester):
+    # A missing op is "not implemented", never a pass.  ARCHITECTURE "Adapters"  [act.log_sigmoid]
+    ret, report, out = run_suite(pytester, "tests.mutants:MissingLogSigmoid", ("float32",),
+                                 ("act.log_sigmoid*", "act.softplus.logsigmoid", "act.sigmoid"))
+    v = {(r["clause"], r["mode"]): r for r in report["records"]}
+    for key in [("act.log_sigmoid", None), ("act.log_sigmoid.grad", "vjp"), ("act.log_sigmoid.grad", "jvp"),
+                ("act.softplus.logsigmoid", None)]:
+        assert v[key]["verdict"] == "not_implemented" and "log_sigmoid" in v[key]["message"], (key, v[key])
+    assert v[("act.sigmoid", None)]["verdict"] == "pass"
+    assert report["summary"]["verdicts"] == {"not_implemented": 4, "pass": 1}
+    assert ret == pytest.ExitCode.OK, out
+
+
+def test_missing_forward_mode_is_not_implemented(pytester):
+    # A backend without forward mode gets "not implemented" for jvp, and reverse mode still runs.  [act.tanh.grad]
+    ret, report, out = run_suite(pytester, "tests.mutants:NoForwardMode", ("float32",), ("act.tanh.grad",))
+    assert ret == pytest.ExitCode.OK, out
+    assert {r["mode"]: r["verdict"] for r in report["records"]} == {"vjp": "pass", "jvp": "not_implemented"}
+
+
+def test_declared_flush_to_zero_is_judged_as_such(pytester):
+    # The same flushing fails undeclared (tests/mutants.py FlushesSubnormals) and passes declared:
+    # FTZ results are judged with subnormal references replaced by zero.  [act.sigmoid] [act.silu]
+    ret, report, out = run_suite(pytester, "tests.mutants:FlushesSubnormalsDeclared", ("float32",),
+                                 ("act.sigmoid", "act.silu"))
+    assert ret == pytest.ExitCode.OK and report["summary"]["conforms"], out
+    assert report["backend"]["conventions"] == {"flush_to_zero": "yes"}
+
+
+_REPRO = [("tests.mutants:NaiveSigmoid", "act.sigmoid", None),
+          ("tests.mutants:SigmoidGradJvpOnly", "act.sigmoid.grad", "jvp"),
+          pytest.param("tests.mutants:SigmoidGradNaNAtInfinityJvpOnly", "act.sigmoid.grad", "jvp",
+                       marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason="core bug: checks.special "
+                                               "writes a vjp reproducer for jvp-mode special values"))]
+
+
+@pytest.mark.parametrize("backend, clause, mode", _REPRO)
+def test_reproducer_reproduces(pytester, backend, clause, mode):
+    # The copy-paste reproducer must show the failing output, or it sends users down a wrong path.  [act.sigmoid]
+    ret, report, out = run_suite(pytester, backend, ("float32",), (clause,))
+    (rec,) = [r for r in report["records"] if r["clause"] == clause and r["mode"] == mode]
+    assert rec["verdict"] == "fail" and rec["reproducer"] in rec["message"].replace("\n    ", "\n")
+    shown = []  # run it as pasted, catching what it prints (print itself shows only 8 digits)
+    exec(rec["reproducer"], {"print": shown.append})
+    (got,) = np.asarray(shown[0], dtype=np.float64)
+    want = float(rec["worst_output"])
+    assert got == want or (math.isnan(got) and math.isnan(want)), (got, want)
+
+
+# -------------------------------------------------------------------- import footprint ----
+def test_plugin_imports_nothing_heavy_when_unused(pytester):
+    # The plugin loads in every pytest run of the environment; unrelated suites must not pay for
+    # mpmath or a deep-learning framework (other installed plugins may import what they like).  ARCHITECTURE "Layout"
+    pytester.makepyfile(test_unrelated="""
+        import sys
+
+        def test_nothing_heavy():
+            assert "ffnspec.conformance.plugin" in sys.modules  # the plugin did load
+            ours = {m for m in sys.modules if m.startswith("ffnspec")}
+            assert ours == {"ffnspec", "ffnspec.conformance", "ffnspec.conformance.plugin"}, ours
+            assert not {"mpmath", "torch", "jax"} & set(sys.modules)
+    """)
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    res.assert_outcomes(passed=1)
+
+
+def test_citations_in_failure_output(pytester):
+    # The terminal shows the citation, not a traceback into the checks.  [act.softplus.lse]
+    ret, _, out = run_suite(pytester, "tests.mutants:LogaddexpMaxPlus5", ("float32",), ("act.softplus.lse",),
+                            "--tb=auto", cache=False)
+    assert ret == pytest.ExitCode.TESTS_FAILED
+    assert "ffnspec 2026.1 [act.softplus.lse]" in out and "reproducer:" in out
+    assert not re.search(r"^\s*raise ConformanceFailure", out, re.M), out
