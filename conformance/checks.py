@@ -52,6 +52,13 @@ def _call_text(op: str) -> str:
     return f"b.ops.{op}(*args)"
 
 
+def _derivative_text(op: str, target: Target, mode: str) -> str:
+    one = f"b.asarray(np.ones(1), {target.dtype!r}, {target.device!r})"
+    if mode == "vjp":
+        return f"b.vjp(lambda ops, z: ops.{op}(z), args, {one})[1][0]"
+    return f"b.jvp(lambda ops, z: ops.{op}(z), args, [{one}])[1]"
+
+
 def _flush(target: Target, hi, lo, cr):
     """FTZ policy: where the correctly rounded result is subnormal, zero also counts as exact."""
     sub = np.abs(cr) < target.fmt.min_normal
@@ -105,12 +112,8 @@ def derivative(clause: spec.Clause, target: Target, record: Record, z: np.ndarra
     bad = ~(err <= clause.tolerance.must)
     record.violations += int(bad.sum())
     if bad.any():
-        call = (f"b.vjp(lambda ops, z: ops.{clause.op}(z), args, b.asarray(np.ones(1), {target.dtype!r}, "
-                f"{target.device!r}))[1][0]") if mode == "vjp" else (
-                f"b.jvp(lambda ops, z: ops.{clause.op}(z), args, [b.asarray(np.ones(1), {target.dtype!r}, "
-                f"{target.device!r})])[1]")
         fail(record, clause, target, what=f"{mode} derivative error exceeds k = {clause.tolerance.must:g}",
-             op_call=call, criterion=f"|g - f'(z)| <= {clause.tolerance.must:g} (u (|f'(z)| + S(z)) + eta)")
+             op_call=_derivative_text(clause.op, target, mode), criterion=f"|g - f'(z)| <= {clause.tolerance.must:g} (u (|f'(z)| + S(z)) + eta)")
 
 
 # ------------------------------------------------------------------------ special --
@@ -135,8 +138,8 @@ def special(clause: spec.Clause, target: Target, record: Record, *, mode: str | 
     if bad.any():
         i = int(np.argmax(bad))
         record.worst_input, record.worst_output, record.worst_exact = [float(z[i])], float(y[i]), float(want[i])
-        call = _call_text(clause.op) if clause.kind != "derivative" else (
-            f"b.vjp(lambda ops, z: ops.{clause.op}(z), args, b.asarray(np.ones(1), {target.dtype!r}, {target.device!r}))[1][0]")
+        call = _call_text(clause.op) if clause.kind != "derivative" else _derivative_text(clause.op, target,
+                                                                                           mode or "vjp")
         fail(record, clause, target, what=f"special value: f({entries[i]['z']}) must be {entries[i]['value']}"
              + ("" if signed[i] else " (either sign of zero)"), op_call=call, criterion="exact special values")
 
@@ -213,17 +216,21 @@ def ops_in_scope(clauses: list[spec.Clause]) -> dict[str, tuple[str, ...]]:
 
 def structural(clause: spec.Clause, target: Target, record: Record, ops: dict[str, tuple[str, ...]],
                z: np.ndarray) -> None:
-    """num.dtype / num.shape / num.no_mutation: every op call is supervised by the harness."""
+    """num.dtype / num.shape / num.no_mutation: every op call, forward and (for unary ops)
+    through each derivative mode the backend has, is supervised by the harness."""
     for op, templates in ops.items():
         if op not in target.backend.ops:
             record.notes.append(f"{op}: not implemented")
             continue
+        modes = [m for m in MODES if templates == ("z",) and callable(getattr(target.backend, m, None))]
         for shape in ((z.size,), (2, z.size // 2), ()):
             x = z[: int(np.prod(shape))].reshape(shape) if shape else np.asarray(z[0])
             try:
                 target.call(op, *make_args(templates, x))
+                for mode in modes:
+                    target.derivative(op, x, mode=mode)
             except AdapterFault as e:
-                if e.rule != clause.id:
+                if e.rule is not None and e.rule != clause.id:
                     record.notes.append(f"{op}: {e} (reported under [{e.rule}])")
                     break
                 record.violations += 1

@@ -19,10 +19,11 @@ from ffnspec.reference.floatformat import Format, get_format, is_representable
 
 
 class AdapterFault(AssertionError):
-    """The backend misbehaved structurally; ``rule`` is the num.* clause it broke."""
+    """The backend misbehaved structurally; ``rule`` is the num.* clause it broke, or
+    None when an adapter call raised (a failure of whichever clause is being checked)."""
 
-    def __init__(self, rule: str, message: str):
-        super().__init__(f"[{rule}] {message}")
+    def __init__(self, rule: str | None, message: str):
+        super().__init__(f"[{rule}] {message}" if rule else message)
         self.rule = rule
 
 
@@ -93,7 +94,7 @@ class Target:
         except (AdapterFault, NotImplementedByBackend):
             raise
         except Exception as e:
-            raise AdapterFault("num.dtype", f"{what} raised {type(e).__name__}: {e}") from None
+            raise AdapterFault(None, f"{what} raised {type(e).__name__}: {e}") from None
 
     # -- the three ways a check calls a backend -----------------------------------
     def call(self, op: str, *args: np.ndarray) -> np.ndarray:
@@ -113,7 +114,7 @@ class Target:
         self.require_mode(mode)
         z = np.asarray(z, dtype=np.float64)
         zb, one = self.to_backend(z), self.to_backend(np.ones_like(z))
-        before = self._snapshot([zb])
+        before = self._snapshot([zb, one])
         fn = _unary_program(op)
         what = f"{self.backend.name}.{mode}({op})"
         if mode == "vjp":
@@ -121,7 +122,7 @@ class Target:
             g = grads[0]
         else:
             _, g = self._run(what, lambda: self.backend.jvp(fn, [zb], [one]))
-        self._check_unchanged([zb], before, what)
+        self._check_unchanged([zb, one], before, what)
         return self.from_backend(g, like=z, what=what)
 
     def program_vjp(self, fn: Callable, z: np.ndarray, *, ops: Sequence[str]) -> np.ndarray:
@@ -130,8 +131,10 @@ class Target:
         self.require_mode("vjp")
         z = np.asarray(z, dtype=np.float64)
         zb, one = self.to_backend(z), self.to_backend(np.ones_like(z))
+        before = self._snapshot([zb, one])
         what = f"{self.backend.name}.vjp(program)"
         _, grads = self._run(what, lambda: self.backend.vjp(fn, [zb], one))
+        self._check_unchanged([zb, one], before, what)
         return self.from_backend(grads[0], like=z, what=what)
 
 

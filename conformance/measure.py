@@ -97,7 +97,7 @@ def reproducer(target: Target, op_call: str, inputs: list[float]) -> str:
         "from ffnspec.adapters import load_backend",
         f"b = load_backend({target.backend_spec!r})",
         f"args = [{arrays}]",
-        f"print(b.to_numpy({op_call}))",
+        f"print(b.to_numpy({op_call}).tolist())",
     ]
     native = getattr(target.backend, "snippet", None)
     if callable(native):

@@ -62,10 +62,19 @@ def as_dict(sess) -> dict:
         "devices": list(sess.devices),
         "profile": sess.profile,
         "environment": _environment(sess),
-        "summary": {"verdicts": dict(counts), "conforms": not any(counts[v] for v in FAILING),
-                    "declared_deviations": counts["deviation"]},
+        "summary": _summary(counts),
         "records": [r.to_json() for r in records],
     }
+
+
+def _summary(counts: Counter) -> dict:
+    conforms = not any(counts[v] for v in FAILING)
+    verdict = "does not conform" if not conforms else (
+        "conforms with declared deviations" if counts["deviation"] else "conforms")
+    if counts["not_implemented"]:
+        verdict += f"; {counts['not_implemented']} check(s) not implemented"
+    return {"verdicts": dict(counts), "conforms": conforms, "complete": not counts["not_implemented"],
+            "declared_deviations": counts["deviation"], "verdict": verdict}
 
 
 def _fmt_err(r) -> str:
@@ -77,8 +86,7 @@ def _fmt_err(r) -> str:
 def markdown(data: dict) -> str:
     b = data["backend"]
     s = data["summary"]
-    verdict = ("conforms" if s["conforms"] and not s["declared_deviations"] else
-               "conforms with declared deviations" if s["conforms"] else "does not conform")
+    verdict = s["verdict"]
     lines = [f"# ffnspec {data['edition']} conformance: {b['name']}", "",
              f"**{verdict}** -- " + ", ".join(f"{k}: {v}" for k, v in sorted(s["verdicts"].items())), "",
              f"dtypes {', '.join(data['dtypes'])}; devices {', '.join(data['devices'])}; profile {data['profile']}; "

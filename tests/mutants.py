@@ -356,7 +356,7 @@ class MutatesInput(Mutant):
 
 class VjpMutatesInput(Mutant):
     defect = "reverse mode negates its primal in place after differentiating"
-    catches = ("act.sigmoid.grad/vjp",)
+    catches = ("act.sigmoid.grad/vjp", "num.no_mutation", "act.sigmoid.vanishing")
     says = "[num.no_mutation]"
 
     def vjp(self, fn, primals, cotangent):
