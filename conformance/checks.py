@@ -59,23 +59,31 @@ def _derivative_text(op: str, target: Target, mode: str) -> str:
     return f"b.jvp(lambda ops, z: ops.{op}(z), args, [{one}])[1]"
 
 
-def _flush(target: Target, hi, lo, cr):
-    """FTZ policy: where the correctly rounded result is subnormal, zero also counts as exact."""
-    sub = np.abs(cr) < target.fmt.min_normal
-    return sub if target.ftz else np.zeros_like(sub)
+def _flushed(target: Target, ex) -> np.ndarray:
+    """FTZ policy: where the exact or the correctly rounded result is subnormal, zero also counts."""
+    return ((np.abs(ex.hi) < target.fmt.min_normal) | (np.abs(ex.cr) < target.fmt.min_normal)) & target.ftz
+
+
+def _underflow_spacing(target: Target) -> float:
+    """2 eta: twice the absolute error one underflowing operation may add (Higham §2.1):
+    eta = 2^(emin-p) with gradual underflow (doubled because 2^-1075 is not a float64),
+    eta = 2^emin with flush-to-zero, which may lose a whole subnormal."""
+    return 2 * target.fmt.min_normal if target.ftz else target.fmt.min_subnormal
 
 
 # ---------------------------------------------------------------------- accuracy --
 def accuracy(clause: spec.Clause, target: Target, record: Record, z: np.ndarray) -> None:
     fmt = target.fmt
     z = _finite_args(clause.args, z, target)
-    y = target.call(clause.op, *make_args(clause.args, z))
+    args = make_args(clause.args, z)
+    y = target.call(clause.op, *args)
     ex = tables.exact(clause.reference, (z,), fmt)
     err = ulp_error(y, ex.hi, ex.lo, fmt)
     dist = ulp_distance(y, ex.cr, fmt).astype(np.float64)
-    flushed = _flush(target, ex.hi, ex.lo, ex.cr)
+    flushed = _flushed(target, ex)
     if flushed.any():
-        as_zero = np.abs(y) / ulp(ex.hi * 0, ex.lo * 0, fmt)
+        with np.errstate(over="ignore"):
+            as_zero = np.abs(y) / fmt.min_subnormal
         err = np.where(flushed, np.minimum(err, as_zero), err)
         dist = np.where(flushed & (y == 0), 0.0, dist)
     must = clause.tolerance.must
@@ -83,9 +91,10 @@ def accuracy(clause: spec.Clause, target: Target, record: Record, z: np.ndarray)
     criterion = f"|y - f(z)| <= {must:g} ULP of f(z)"
     if clause.tolerance.underflow:  # gradual underflow of an intermediate: + c(z) 2^(emin-p)
         c = tables.approximate(clause.tolerance.underflow, (z,))
-        limit = limit + c * (fmt.min_subnormal / ulp(ex.hi, ex.lo, fmt)) / 2
+        with np.errstate(over="ignore"):
+            limit = limit + c * (_underflow_spacing(target) / ulp(ex.hi, ex.lo, fmt)) / 2
         criterion += " + c(z) 2^(emin-p)"
-    record.observe(inputs=[z], error=err / limit * must, output=y, exact=ex.hi + ex.lo, ulp=err, distance=dist)
+    record.observe(inputs=args, error=err / limit * must, output=y, exact=ex.hi + ex.lo, ulp=err, distance=dist)
     bad = ~(err <= limit)
     record.violations += int(bad.sum())
     if bad.any():
@@ -101,7 +110,7 @@ def derivative(clause: spec.Clause, target: Target, record: Record, z: np.ndarra
     scale = tables.approximate(clause.tolerance.scale, (z,))
     # eta = 2^(emin-p), half the subnormal spacing (or 2^emin/2 with FTZ); kept doubled,
     # since 2^-1075 itself is not a float64.
-    two_eta = fmt.min_normal if target.ftz else fmt.min_subnormal
+    two_eta = _underflow_spacing(target)
     if clause.tolerance.underflow:  # an intermediate's underflow error, multiplied by c(z)
         two_eta = two_eta * (1 + tables.approximate(clause.tolerance.underflow, (z,)))
     with np.errstate(invalid="ignore", over="ignore"):
@@ -185,8 +194,11 @@ def identity(clause: spec.Clause, target: Target, record: Record, z: np.ndarray)
         bad = ~(err <= 1.0)
         record.violations += int(bad.sum())
         if bad.any():
+            worst = np.array(record.worst_input[:1])
+            ops = [t for t in rel if "op" in t]
             fail(record, clause, target, what="identity residual exceeds the sum of the terms' allowances",
-                 op_call=_call_text(next(t["op"] for t in rel if "op" in t)),
+                 op_call=[f"b.ops.{t['op']}(args[{i}])" for i, t in enumerate(ops)],
+                 call_inputs=[float(make_args(tuple(t["args"]), worst)[0][0]) for t in ops],
                  criterion="|residual| <= sum |c_i| must_i u(t_i)  (error in units of that allowance)")
 
 

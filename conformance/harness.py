@@ -44,7 +44,13 @@ class Target:
 
     @property
     def ftz(self) -> bool:
-        return str(self.backend.conventions.get("flush_to_zero", "no")).lower() in ("yes", "true", "1")
+        """Declared flush-to-zero for this dtype: conventions["flush_to_zero"] = "yes"/"no",
+        optionally narrowed by conventions["flush_to_zero_dtypes"] = "float32,float64"."""
+        conv = self.backend.conventions
+        if str(conv.get("flush_to_zero", "no")).lower() not in ("yes", "true", "1"):
+            return False
+        dtypes = conv.get("flush_to_zero_dtypes")
+        return dtypes is None or self.dtype in str(dtypes).split(",")
 
     def require(self, *ops: str) -> None:
         missing = [o for o in ops if o not in self.backend.ops]
@@ -136,6 +142,150 @@ class Target:
         _, grads = self._run(what, lambda: self.backend.vjp(fn, [zb], one))
         self._check_unchanged([zb, one], before, what)
         return self.from_backend(grads[0], like=z, what=what)
+
+    # -- structured ops and programs: several inputs of their own shapes, keyword
+    # parameters (hid family); supervised like the calls above ---------------------
+    def apply(self, op: str, *args: np.ndarray, shape: tuple[int, ...], **params: Any) -> np.ndarray:
+        """op(*args, **params) with arguments of their own shapes (no broadcasting, e.g. a PReLU
+        slope of shape (C, 1)); the result must have ``shape`` and the target dtype."""
+        self.require(op)
+        arrays = [np.asarray(a, dtype=np.float64) for a in args]
+        xs = [self.to_backend(a) for a in arrays]
+        before = self._snapshot(xs)
+        what = f"{self.backend.name}.ops.{op}"
+        out = self._run(what, lambda: self.backend.ops[op](*xs, **params))
+        self._check_unchanged(xs, before, what)
+        return self.from_backend(out, like=np.empty(shape), what=what)
+
+    def gradient(self, fn: Callable, primals: Sequence[np.ndarray], seed, *, mode: str,
+                 shape: tuple[int, ...], uses: Sequence[str]):
+        """(value, derivative) of the program ``fn(ops, *primals)`` (result shape ``shape``).
+        mode "vjp": ``seed`` is the cotangent; the derivative is one gradient per primal, of its
+        shape.  mode "jvp": ``seed`` is one tangent per primal; the derivative is the output
+        tangent.  Primals and seeds must come back unchanged; every array has the target dtype."""
+        self.require(*uses)
+        self.require_mode(mode)
+        ps = [np.asarray(a, dtype=np.float64) for a in primals]
+        seeds = [np.asarray(seed, dtype=np.float64)] if mode == "vjp" else [np.asarray(t, dtype=np.float64)
+                                                                           for t in seed]
+        xs, ss = [self.to_backend(a) for a in ps], [self.to_backend(a) for a in seeds]
+        before = self._snapshot(xs + ss)
+        what = f"{self.backend.name}.{mode}(program)"
+        if mode == "vjp":
+            out, grads = self._run(what, lambda: self.backend.vjp(fn, xs, ss[0]))
+        else:
+            out, grads = self._run(what, lambda: self.backend.jvp(fn, xs, ss))
+        self._check_unchanged(xs + ss, before, what)
+        value = self.from_backend(out, like=np.empty(shape), what=what)
+        if mode == "jvp":
+            return value, self.from_backend(grads, like=np.empty(shape), what=what)
+        if len(grads) != len(ps):
+            raise AdapterFault("num.shape", f"{what} returned {len(grads)} gradients for {len(ps)} primals")
+        return value, [self.from_backend(g, like=a, what=what) for g, a in zip(grads, ps)]
+
+    def call_inplace(self, op: str, z: np.ndarray, **params: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(what the in-place variant returned, its argument afterwards): writing into the
+        argument is the op's contract, so mutation is expected here and nowhere else."""
+        self.require(op)
+        z = np.asarray(z, dtype=np.float64)
+        x = self.to_backend(z)
+        what = f"{self.backend.name}.ops.{op}"
+        out = self._run(what, lambda: self.backend.ops[op](x, **params))
+        return self.from_backend(out, like=z, what=what), self.from_backend(x, like=z, what=what)
+
+
+    # -- ops over rows and batches (out family: softmax, logsumexp, losses; conformance/
+    # reductions.py).  Arguments keep their own shapes; class labels cross as integers
+    # (``asindex``); the result's shape follows REDUCTION_SHAPES. ----------------------
+    def to_backend_index(self, a: np.ndarray) -> Any:
+        fn = getattr(self.backend, "asindex", None)
+        if not callable(fn):
+            raise NotImplementedByBackend(f"backend {self.backend.name!r} has no asindex (integer class labels)")
+        try:
+            return fn(np.asarray(a, dtype=np.int64), self.device)
+        except Exception as e:
+            raise AdapterFault("num.dtype", f"asindex(..., {self.device!r}) raised {type(e).__name__}: {e}") from None
+
+    def _reduction_args(self, op: str, args: Sequence[np.ndarray]) -> list:
+        index = INDEX_ARGS.get(op, ())
+        return [self.to_backend_index(a) if i in index else self.to_backend(a) for i, a in enumerate(args)]
+
+    def call_reduction(self, op: str, *args: np.ndarray) -> np.ndarray:
+        """op(*args) for an op over rows or a batch, supervised like ``call``."""
+        self.require(op)
+        arrays = [np.asarray(a, dtype=np.float64) for a in args]
+        xs = self._reduction_args(op, arrays)
+        before = self._snapshot(xs)
+        what = f"{self.backend.name}.ops.{op}"
+        out = self._run(what, lambda: self.backend.ops[op](*xs))
+        self._check_unchanged(xs, before, what)
+        return self.from_backend(out, like=np.empty(reduction_shape(op, [a.shape for a in arrays])), what=what)
+
+    def reduction_derivative(self, op: str, args: Sequence[np.ndarray], wrt: Sequence[int], seed, *,
+                             mode: str) -> tuple[np.ndarray, Any]:
+        """(value, derivative) of op w.r.t. the arguments at positions ``wrt`` (the others, labels
+        included, are held fixed and must come back unchanged): vjp -> one gradient per wrt
+        argument; jvp (``seed`` = one tangent per wrt argument) -> the output tangent."""
+        arrays = [np.asarray(a, dtype=np.float64) for a in args]
+        fixed = {i: x for i, x in enumerate(self._reduction_args(op, arrays)) if i not in wrt}
+        before = self._snapshot(list(fixed.values()))
+        out = self.gradient(_BoundProgram(op, tuple(wrt), fixed), [arrays[i] for i in wrt], seed, mode=mode,
+                            shape=reduction_shape(op, [a.shape for a in arrays]), uses=[op])
+        self._check_unchanged(list(fixed.values()), before, f"{self.backend.name}.{mode}({op})")
+        return out
+
+
+# Output shapes of the ops that are not elementwise: "same" (softmax over the last axis),
+# "rows" (one value per row: the last axis reduced), "scalar" (the whole array reduced),
+# "gram" (B B^T over the last two axes).  Positions of integer (class label) arguments.
+REDUCTION_SHAPES = {
+    "softmax": "same", "log_softmax": "same",
+    "logsumexp": "rows", "cross_entropy": "rows", "nll": "rows", "cross_entropy_soft": "rows", "kl_div": "rows",
+    "mdn_nll": "rows",
+    "cross_entropy_sum": "scalar", "cross_entropy_mean": "scalar", "mse": "scalar", "mae": "scalar",
+    "cov_from_factor": "gram",
+}
+INDEX_ARGS = {"cross_entropy": (1,), "cross_entropy_sum": (1,), "cross_entropy_mean": (1,), "nll": (1,)}
+
+
+def reduction_shape(op: str, shapes: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+    """The result shape of op at arguments of these shapes (elementwise ops: the broadcast shape)."""
+    rule = REDUCTION_SHAPES.get(op)
+    if rule == "same":
+        return tuple(shapes[0])
+    if rule == "rows":
+        return tuple(shapes[0][:-1])
+    if rule == "scalar":
+        return ()
+    if rule == "gram":
+        return tuple(shapes[0][:-1]) + tuple(shapes[0][-2:-1])
+    return tuple(np.broadcast_shapes(*shapes))
+
+
+class _BoundProgram:
+    """fn(ops, *primals) = ops[op](*args) with the primals placed at positions ``wrt`` and the
+    other (backend) arguments held fixed."""
+
+    def __init__(self, op: str, wrt: tuple[int, ...], fixed: dict[int, Any]):
+        self.op, self.wrt, self.fixed = op, wrt, fixed
+
+    def __call__(self, ops, *primals):
+        args = dict(self.fixed)
+        args.update(zip(self.wrt, primals))
+        return ops[self.op](*[args[i] for i in range(len(args))])
+
+@dataclass(frozen=True)
+class OpProgram:
+    """fn(ops, *xs) = ops[op](*xs, **params); with ``copy``, the first argument is copied first
+    (in-place variants must not write into a primal)."""
+    op: str
+    params: tuple[tuple[str, Any], ...] = ()
+    copy: bool = False
+
+    def __call__(self, ops, *xs):
+        if self.copy:
+            xs = (ops.copy(xs[0]),) + tuple(xs[1:])
+        return ops[self.op](*xs, **dict(self.params))
 
 
 @dataclass(frozen=True)

@@ -60,14 +60,33 @@ def _regions(fmt: Format) -> np.ndarray:
     return from_ordinal(idx, fmt)
 
 
-def region(fmt: Format, domain: tuple[float, float] | None = None) -> np.ndarray:
-    """The deterministic input set for a unary clause in fmt (sorted, finite)."""
-    return clip_domain(_regions(fmt), domain)
+def region(fmt: Format, domain: tuple[float, float] | None = None, *, dense_runs: bool = False) -> np.ndarray:
+    """The deterministic input set for a unary clause in fmt (sorted, finite).  With
+    ``dense_runs`` (clauses about neighbouring inputs, e.g. monotonicity) it adds 256 runs
+    of 4096 consecutive grid values at seeded random places: 10^6 adjacent pairs."""
+    z = _regions(fmt)
+    if dense_runs and fmt.p > 11 and fmt.name != "bfloat16":
+        z = np.unique(np.concatenate([z, _dense_runs(fmt)]))
+    return clip_domain(z, domain)
 
 
-def region_signed_zero(z: np.ndarray) -> np.ndarray:
-    """The region with -0 added (grid ordinals cannot tell -0 from +0)."""
-    return np.concatenate([z, [-0.0]])
+@functools.lru_cache(maxsize=None)
+def _dense_runs(fmt: Format, runs: int = 256, length: int = 4096) -> np.ndarray:
+    # three in four runs where activations are not saturated (|z| in [2^-4, 2^10]), the rest anywhere
+    top = int(ordinal(np.array([fmt.max_finite]), fmt)[0])
+    rng = np.random.default_rng(0x0ad1)
+    mags = 2.0 ** rng.uniform(-4, 10, size=3 * runs // 4) * rng.choice([-1.0, 1.0], size=3 * runs // 4)
+    starts = np.concatenate([ordinal(round_array(mags, fmt), fmt),
+                             rng.integers(-top, top - length, size=runs - 3 * runs // 4)])
+    starts = np.clip(starts, -top, top - length)
+    return from_ordinal((starts[:, None] + np.arange(length)[None, :]).ravel(), fmt)
+
+
+def successors(z: np.ndarray, fmt: Format, count: int = 8) -> np.ndarray:
+    """z and the ``count`` grid values above each element (adjacent pairs for random z)."""
+    top = int(ordinal(np.array([fmt.max_finite]), fmt)[0])
+    idx = ordinal(z[np.isfinite(z)], fmt)[:, None] + np.arange(count + 1)[None, :]
+    return from_ordinal(np.clip(idx, -top, top).ravel(), fmt)
 
 
 # --- hypothesis ------------------------------------------------------------------

@@ -89,30 +89,35 @@ class Record:
             self.grade = grade(self.max_ulp, self.max_distance)
 
 
-def reproducer(target: Target, op_call: str, inputs: list[float]) -> str:
-    """Copy-paste Python that re-runs the worst case through the same adapter."""
+def reproducer(target: Target, op_call: str | list[str], inputs: list[float]) -> str:
+    """Copy-paste Python that re-runs the worst case through the same adapter; ``op_call``
+    (one expression or several) reads its arguments from ``args``."""
     arrays = ", ".join(f"b.asarray(np.array([{format_float(v)}]), {target.dtype!r}, {target.device!r})" for v in inputs)
+    calls = [op_call] if isinstance(op_call, str) else op_call
     lines = [
         "import numpy as np",
         "from ffnspec.adapters import load_backend",
         f"b = load_backend({target.backend_spec!r})",
         f"args = [{arrays}]",
-        f"print(b.to_numpy({op_call}).tolist())",
+        *(f"print(b.to_numpy({call}).tolist())" for call in calls),
     ]
     native = getattr(target.backend, "snippet", None)
-    if callable(native):
+    if callable(native) and len(calls) == 1:
         try:
-            lines.append("# natively: " + native(op_call, inputs, target.dtype, target.device))
+            lines.append("# natively: " + native(calls[0], inputs, target.dtype, target.device))
         except Exception:  # a hint only; never let it mask the failure
             pass
     return "\n".join(lines)
 
 
-def fail(record: Record, clause: Clause, target: Target, *, what: str, op_call: str,
-         criterion: str) -> None:
-    """Raise a ConformanceFailure describing the record's worst case."""
+def fail(record: Record, clause: Clause, target: Target, *, what: str, op_call: str | list[str],
+         criterion: str, call_inputs: list[float] | None = None, repro: str | None = None) -> None:
+    """Raise a ConformanceFailure describing the record's worst case.  ``call_inputs``
+    are the reproducer's arguments when they differ from the clause input z; ``repro`` is a
+    ready reproducer (structured inputs: arrays, programs), used instead of building one."""
     inputs = record.worst_input or []
-    record.reproducer = reproducer(target, op_call, inputs)
+    record.reproducer = repro if repro is not None else reproducer(
+        target, op_call, inputs if call_inputs is None else call_inputs)
     shown = ", ".join(format_float(v) for v in inputs)
     lines = [
         f"{clause.citation} {clause.title}",

@@ -41,7 +41,8 @@ class Case:
 
     def region(self):
         from ffnspec.conformance import inputs
-        return inputs.region(self.target.fmt, self.clause.domain)
+        return inputs.region(self.target.fmt, self.clause.domain,
+                             dense_runs=self.clause.extra.get("inputs") == "dense-runs")
 
     @contextlib.contextmanager
     def supervised(self):
@@ -135,7 +136,7 @@ class Session:
 
     def cases(self, kind: str) -> list[Case]:
         out = []
-        modes: tuple[str | None, ...] = DERIVATIVE_MODES if kind == "derivative" else (None,)
+        modes: tuple[str | None, ...] = DERIVATIVE_MODES if kind in spec.MODED_KINDS else (None,)
         for clause, dtype, device, mode in itertools.product(
                 spec.select(kind=kind, patterns=self.patterns), self.dtypes, self.devices, modes):
             target = Target(self.backend, self.backend_spec, dtype, device)
