@@ -24,7 +24,8 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402  (after x64 is on)
 import ml_dtypes  # noqa: E402  (a jax dependency)
 
-from ffnspec.adapters import OpTable  # noqa: E402
+from ffnspec.adapters import OpTable
+from ffnspec.reference.floatformat import python_literal  # noqa: E402
 
 NP_DTYPES = {"float16": np.dtype(np.float16), "bfloat16": np.dtype(ml_dtypes.bfloat16),
              "float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
@@ -45,6 +46,88 @@ _OPS: dict[str, tuple[Callable, str]] = {
     "logaddexp": (jnp.logaddexp, "jnp.logaddexp"),
 }
 _ARITY = {"add": 2, "sub": 2, "mul": 2, "logaddexp": 2}
+
+
+# ---- the hid family (hidden units, §6.3) ---------------------------------------------------
+# jax.nn's own units, the slope passed as negative_slope.  jax has no PReLU, maxout or radial
+# basis op: PReLU is jax.nn.leaky_relu with an array slope (broadcast, differentiable in it);
+# maxout and RBF are composed from jnp primitives (jnp.max over blocks of k; the book's
+# exp(-||x - W_i||^2 / sigma_i^2)).  jax arrays are immutable: no in-place variants.
+def _maxout(z, k):
+    """composed: jnp.max over consecutive blocks of k along the last axis."""
+    return jnp.max(z.reshape(z.shape[:-1] + (z.shape[-1] // k, k)), axis=-1)
+
+
+def _rbf(x, W, sigma):
+    """composed: jnp.exp(-jnp.sum((x[:, None, :] - W) ** 2, -1) / sigma ** 2), written with mul."""
+    d = x[:, None, :] - W[None, :, :]
+    return jnp.exp(-(jnp.sum(d * d, axis=-1) / (sigma * sigma)))
+
+
+_OPS.update({
+    "relu": (jax.nn.relu, "jax.nn.relu"),
+    "leaky_relu": (lambda z, alpha=0.01: jax.nn.leaky_relu(z, alpha), "jax.nn.leaky_relu"),
+    "abs": (jnp.abs, "jnp.abs"),
+    "hardtanh": (jax.nn.hard_tanh, "jax.nn.hard_tanh"),
+    "prelu": (lambda z, alpha: jax.nn.leaky_relu(z, alpha), "jax.nn.leaky_relu"),
+    "maxout": (_maxout, "jnp.max"),
+    "rbf": (_rbf, "jnp.exp"),
+    "lowrank": (lambda x, V, U: jnp.matmul(jnp.matmul(x, U.T), V.T), "jnp.matmul"),
+})
+# kink and tie conventions (spec/20_hid.toml [hid.conventions]), from jax's definitions: relu's
+# custom JVP selects x > 0; leaky_relu is jnp.where(x >= 0, x, slope x); abs's JVP is
+# select(x >= 0, 1, -1) at 0; hard_tanh is jnp.where(x > 1, 1, jnp.where(x < -1, -1, x));
+# reduce_max splits ties evenly; relu(-0) = lax.max(-0, 0) = +0.
+HID_CONVENTIONS = {"relu_grad_at_0": "0", "relu_at_minus_0": "+0", "leaky_relu_grad_at_0": "1",
+                   "prelu_grad_at_0": "1", "abs_grad_at_0": "1", "hardtanh_grad_at_1": "1",
+                   "hardtanh_grad_at_minus_1": "1", "maxout_ties": "even"}
+# ---- the out family (output units and losses, §6.2) ----------------------------------------
+# jax's own softmax, log_softmax (jax.nn) and logsumexp (jax.scipy.special), over the last axis.
+# jax has no public loss functions (optax, which has them, is not a jax dependency), so every
+# loss below is composed from jax.nn / jnp / jax.scipy.special primitives, following optax's
+# formulas where optax has the loss (say so in any report): cross-entropy with integer labels
+# logsumexp(z) - z_y (optax.softmax_cross_entropy_with_integer_labels), with a distribution
+# -sum p log_softmax(z) (optax.softmax_cross_entropy), BCE -y log_sigmoid(z) - (1-y)
+# log_sigmoid(-z) (optax.sigmoid_binary_cross_entropy), 1/2 (yhat - y)^2 (optax.l2_loss),
+# KL sum xlogy(p, p) - p log_softmax(z); the probability-form BCE, the Gaussian NLL with a
+# precision and the mixture density NLL are the book's formulas.  No pos_weight: not offered.
+import jax.scipy.special as _jsp  # noqa: E402
+
+
+def _ce_labels(z, y):
+    """composed (optax): logsumexp(z) - z_y."""
+    return _jsp.logsumexp(z, axis=-1) - jnp.take_along_axis(z, y[..., None], axis=-1)[..., 0]
+
+
+def _mdn_nll(w, mu, beta, y):
+    """composed: -logsumexp(log_softmax(w) + log(beta)/2 - beta (y - mu)^2 / 2)."""
+    d = y[..., None] - mu
+    return -_jsp.logsumexp(jax.nn.log_softmax(w, axis=-1) + 0.5 * jnp.log(beta) - 0.5 * beta * d * d, axis=-1)
+
+
+_OPS.update({
+    "softmax": (lambda z: jax.nn.softmax(z, axis=-1), "jax.nn.softmax"),
+    "log_softmax": (lambda z: jax.nn.log_softmax(z, axis=-1), "jax.nn.log_softmax"),
+    "logsumexp": (lambda z: _jsp.logsumexp(z, axis=-1), "jax.scipy.special.logsumexp"),
+    "cross_entropy": (_ce_labels, "jax.scipy.special.logsumexp"),
+    "cross_entropy_sum": (lambda z, y: jnp.sum(_ce_labels(z, y)), "jax.scipy.special.logsumexp"),
+    "cross_entropy_mean": (lambda z, y: jnp.mean(_ce_labels(z, y)), "jax.scipy.special.logsumexp"),
+    "nll": (lambda lp, y: -jnp.take_along_axis(lp, y[..., None], axis=-1)[..., 0], "jnp.take_along_axis"),
+    "cross_entropy_soft": (lambda z, p: -jnp.sum(p * jax.nn.log_softmax(z, axis=-1), axis=-1), "jax.nn.log_softmax"),
+    "kl_div": (lambda z, p: jnp.sum(_jsp.xlogy(p, p) - p * jax.nn.log_softmax(z, axis=-1), axis=-1),
+               "jax.scipy.special.xlogy"),
+    "bce": (lambda z, y: -y * jax.nn.log_sigmoid(z) - (1.0 - y) * jax.nn.log_sigmoid(-z), "jax.nn.log_sigmoid"),
+    "bce_prob": (lambda a, y: -(_jsp.xlogy(y, a) + _jsp.xlog1py(1.0 - y, -a)), "jax.scipy.special.xlogy"),
+    "half_sq_error": (lambda yh, y: 0.5 * jnp.square(yh - y), "jnp.square"),
+    "mse": (lambda yh, y: jnp.mean(jnp.square(yh - y)), "jnp.mean"),
+    "mae": (lambda yh, y: jnp.mean(jnp.abs(yh - y)), "jnp.mean"),
+    "gaussian_nll": (lambda mu, y, beta: 0.5 * beta * jnp.square(y - mu) - 0.5 * jnp.log(beta), "jnp.log"),
+    "mdn_nll": (_mdn_nll, "jax.scipy.special.logsumexp"),
+    "cov_from_factor": (lambda b: jnp.matmul(b, jnp.swapaxes(b, -1, -2)), "jnp.matmul"),
+})
+# softmax of a fully masked row: exp(-inf - (-inf)) = NaN, the preferred convention (spec/30_out.toml)
+OUT_CONVENTIONS = {"softmax_all_masked": "nan"}
+
 _DEVICE_KIND = {"cpu": "cpu", "gpu": "gpu"}
 
 
@@ -80,12 +163,7 @@ def _flushes_subnormals(device, dtype: str) -> bool:
     return first == 0.0 or second == 0.0
 
 
-def _literal(v: float) -> str:
-    if np.isnan(v):
-        return "float('nan')"
-    if np.isinf(v):
-        return "float('inf')" if v > 0 else "-float('inf')"
-    return repr(float(v))
+_literal = python_literal
 
 
 class JaxBackend:
@@ -103,6 +181,8 @@ class JaxBackend:
         # computed in float32, where its subnormals are normal, so it keeps them.
         self.conventions = {"flush_to_zero": "yes" if flushing else "no",
                             "flush_to_zero_dtypes": ",".join(flushing) or "none"}
+        self.conventions.update(HID_CONVENTIONS)  # the hid family's kinks and ties
+        self.conventions.update(OUT_CONVENTIONS)  # the out family's fully masked softmax row
         self.version = jax.__version__
         self.ops = OpTable({name: f for name, (f, _) in _OPS.items()})
 
@@ -114,6 +194,10 @@ class JaxBackend:
         else:
             host = np.array(a, dtype=NP_DTYPES[dtype])
         return jax.device_put(host, self._devices[device])
+
+    def asindex(self, a: np.ndarray, device: str = "cpu") -> Any:
+        """Class labels: int64 arrays (x64 is on)."""
+        return jax.device_put(np.array(a, dtype=np.int64), self._devices[device])
 
     def to_numpy(self, x: Any) -> np.ndarray:
         return np.array(np.asarray(x), dtype=np.float64, copy=True)
@@ -140,6 +224,9 @@ class JaxBackend:
         if len(inputs) != n:
             raise ValueError(f"{op} takes {n} argument(s), {len(inputs)} given")
         fname = _OPS[op][1]
+        alpha = re.search(r"alpha=([^,)\s]+)", op_call)
+        if alpha:  # hid: the slope is jax's negative_slope
+            fname = f"(lambda t: {fname}(t, {alpha.group(1)}))"
         x64 = "jax.config.update('jax_enable_x64', True); " if dtype == "float64" else ""
         arr = lambda v: f"jnp.array([{_literal(v)}], dtype=jnp.{dtype})"  # noqa: E731
         if device != "cpu":

@@ -22,12 +22,13 @@ _NARROW = {"float16", "bfloat16"}
 
 def _compute_wide(f: Callable) -> Callable:
     """Evaluate 16-bit inputs in float32 and round the result once."""
-    def op(*args):
-        dtype = np.result_type(*args)
+    def op(*args, **params):  # params: keyword parameters (hid: alpha, k), passed through
+        floating = [a for a in args if np.asarray(a).dtype.kind not in "iu"]  # class labels stay integers
+        dtype = np.result_type(*floating)
         if dtype.name in _NARROW:
-            args = [np.asarray(a, dtype=np.float32) for a in args]
-            return np.asarray(f(*args)).astype(dtype)
-        return np.asarray(f(*args))
+            args = [a if np.asarray(a).dtype.kind in "iu" else np.asarray(a, dtype=np.float32) for a in args]
+            return np.asarray(f(*args, **params)).astype(dtype)
+        return np.asarray(f(*args, **params))
     op.__name__ = f.__name__
     return op
 
@@ -37,7 +38,11 @@ _TAIL = 40.0  # below -40, 1 + e^z rounds to 1 in every format, so sigma(z) = e^
 
 def _sigmoid(z):
     """1/(1+e^-z), a composition of monotone roundings (so monotone on the grid);
-    e^z in the far-negative tail, where e^-z would overflow."""
+    e^z in the far-negative tail, where e^-z would overflow.  float32 is evaluated in
+    float64 and rounded once: NumPy's SIMD float32 exp is not monotone (27 decreasing
+    adjacent pairs in act.sigmoid.monotone's 10^6), its float64 exp is."""
+    if z.dtype == np.float32:
+        return _sigmoid(z.astype(np.float64)).astype(np.float32)
     return np.where(z >= -_TAIL, 1 / (1 + np.exp(-z)), np.exp(z))
 
 
@@ -53,10 +58,136 @@ def _silu(z):
     return np.where(np.isneginf(z), -0.0, z * _sigmoid(z)).astype(z.dtype)
 
 
+# ---- the out family (output units and losses, §6.2): rows over the last axis ------------
+# Shifted forms (softmax(z - max z), Blanchard, Higham & Higham 2020); 16-bit inputs are
+# computed in float32 by _compute_wide, so sums over a row accumulate in float32.
+def _shifted(z):
+    """t = z - max z (NaN for an all -inf row: the declared fully-masked convention)."""
+    return z - np.max(z, axis=-1, keepdims=True)
+
+
+def _logsumexp(z):
+    m = np.max(z, axis=-1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)  # all -inf -> -inf; a +inf entry -> +inf (no inf - inf)
+    return m[..., 0] + np.log(np.sum(np.exp(z - m), axis=-1))
+
+
+def _softmax(z):
+    e = np.exp(_shifted(z))
+    return e / np.sum(e, axis=-1, keepdims=True)
+
+
+def _log_softmax(z):
+    t = _shifted(z)
+    return t - np.log(np.sum(np.exp(t), axis=-1, keepdims=True))
+
+
+def _take(a, y):
+    return np.take_along_axis(a, np.asarray(y)[..., None], axis=-1)[..., 0]
+
+
+def _cross_entropy(z, y):
+    return -_take(_log_softmax(z), y)
+
+
+def _xlogy(x, y):
+    return np.where(x == 0, 0, x * np.log(np.where(x == 0, 1, y)))
+
+
+def _bce_weighted(z, y, w):
+    """w y zeta(-z) + (1 - y) zeta(z) (= -[w y log sigma(z) + (1-y) log sigma(-z)]); exact cases y = 0, 1."""
+    pos, neg = w * _softplus(-z), _softplus(z)
+    return np.where(y == 1, pos, np.where(y == 0, neg, y * pos + (1 - y) * neg))
+
+
+def _bce_prob(a, y):
+    pos, neg = -np.log(a), -np.log1p(-a)
+    return np.where(y == 1, pos, np.where(y == 0, neg, y * pos + (1 - y) * neg))
+
+
+def _mdn_nll(w, mu, beta, y):
+    d = np.asarray(y)[..., None] - mu
+    return -_logsumexp(_log_softmax(w) + 0.5 * np.log(beta) - 0.5 * beta * d * d)
+
+
+_OUT_OPS: dict[str, Callable] = {
+    "softmax": _softmax, "log_softmax": _log_softmax, "logsumexp": _logsumexp,
+    "cross_entropy": _cross_entropy,
+    "cross_entropy_sum": lambda z, y: np.sum(_cross_entropy(z, y)),
+    "cross_entropy_mean": lambda z, y: np.mean(_cross_entropy(z, y)),
+    "nll": lambda lp, y: -_take(lp, y),
+    "cross_entropy_soft": lambda z, p: -np.sum(np.where(p == 0, 0, p * _log_softmax(z)), axis=-1),
+    "kl_div": lambda z, p: np.sum(_xlogy(p, p) - np.where(p == 0, 0, p * _log_softmax(z)), axis=-1),
+    "bce": lambda z, y: _bce_weighted(z, y, 1),
+    "bce_pos_weight": _bce_weighted,
+    "bce_prob": _bce_prob,
+    "half_sq_error": lambda yh, y: 0.5 * np.square(yh - y),
+    "mse": lambda yh, y: np.mean(np.square(yh - y)),
+    "mae": lambda yh, y: np.mean(np.abs(yh - y)),
+    "gaussian_nll": lambda mu, y, beta: 0.5 * beta * np.square(y - mu) - 0.5 * np.log(beta),
+    "mdn_nll": _mdn_nll,
+    "cov_from_factor": lambda b: b @ np.swapaxes(b, -1, -2),
+}
+
+
+# ---- the hid family (hidden units, §6.3) --------------------------------------------------
+# Piecewise-linear units are exact in the storage format (no widening); a slope alpha is
+# rounded to the array's format first (alpha_hat; one rounding of alpha_hat z then follows).
+# In-place variants (name_) write the out-of-place result into their argument; there is no
+# abs_, whose derivative could not be recovered from the overwritten argument.
+def _relu(z):
+    return np.where(z > 0, z, np.where(np.isnan(z), z, z.dtype.type(0)))
+
+
+def _leaky_relu(z, alpha=0.01):
+    a = np.asarray(alpha).astype(z.dtype)
+    return np.where(z > 0, z, np.where(np.isinf(z) & (a == 0), z.dtype.type(0), a * z))  # 0 (-inf) -> the limit 0
+
+
+def _hardtanh(z):
+    one = z.dtype.type(1)
+    return np.where(z > one, one, np.where(z < -one, -one, z))
+
+
+def _prelu(z, alpha):
+    return np.where(z > 0, z, np.where(np.isinf(z) & (alpha == 0), 0, alpha * z))
+
+
+def _maxout(z, k):
+    return np.max(z.reshape(z.shape[:-1] + (z.shape[-1] // k, k)), axis=-1)
+
+
+def _rbf(x, W, sigma):
+    d = x[:, None, :] - W[None, :, :]
+    return np.exp(-(np.sum(d * d, axis=-1) / (sigma * sigma)))
+
+
+def _inplace(f):
+    def op(z, **params):
+        z[...] = f(z, **params)
+        return z
+    op.__name__ = f.__name__ + "_"
+    return op
+
+
+# op -> (function, computed in float32 for 16-bit inputs)
+_HID_OPS: dict[str, tuple[Callable, bool]] = {
+    "relu": (_relu, False), "leaky_relu": (_leaky_relu, False), "abs": (np.abs, False),
+    "hardtanh": (_hardtanh, False), "prelu": (_prelu, True), "maxout": (_maxout, False),
+    "rbf": (_rbf, True), "lowrank": (lambda x, V, U: (x @ U.T) @ V.T, True), "copy": (np.copy, False),
+    "relu_": (_inplace(_relu), False), "leaky_relu_": (_inplace(_leaky_relu), False),
+    "hardtanh_": (_inplace(_hardtanh), False),
+}
+# the kink and tie conventions of spec/20_hid.toml [hid.conventions]: all the preferred ones
+HID_CONVENTIONS = {"relu_grad_at_0": "0", "relu_at_minus_0": "+0", "leaky_relu_grad_at_0": "alpha",
+                   "prelu_grad_at_0": "alpha", "abs_grad_at_0": "0", "hardtanh_grad_at_1": "0",
+                   "hardtanh_grad_at_minus_1": "0", "maxout_ties": "even"}
+
+
 class NumpyBackend:
     name = "numpy"
     devices = ("cpu",)
-    conventions = {"flush_to_zero": "no"}
+    conventions = {"flush_to_zero": "no", **HID_CONVENTIONS}
 
     def __init__(self) -> None:
         self.dtypes = frozenset(NP_DTYPES)
@@ -66,18 +197,25 @@ class NumpyBackend:
             "sigmoid": _sigmoid, "softplus": _softplus, "log_sigmoid": _log_sigmoid,
             "tanh": np.tanh, "silu": _silu, "logaddexp": np.logaddexp,
         }
+        raw.update(_OUT_OPS)  # the out family: softmax, logsumexp, losses
         self.ops = OpTable({n: _compute_wide(self._quiet(f)) for n, f in raw.items()})
+        self.ops = OpTable({**self.ops, **{n: self._quiet(_compute_wide(f) if wide else f)
+                                           for n, (f, wide) in _HID_OPS.items()}})  # the hid family
 
     @staticmethod
     def _quiet(f: Callable) -> Callable:
-        def op(*args):
+        def op(*args, **params):
             with np.errstate(all="ignore"):
-                return f(*args)
+                return f(*args, **params)
         op.__name__ = getattr(f, "__name__", "op")
         return op
 
     def asarray(self, a: np.ndarray, dtype: str, device: str = "cpu") -> Any:
         return np.array(a, dtype=NP_DTYPES[dtype])
+
+    def asindex(self, a: np.ndarray, device: str = "cpu") -> Any:
+        """Integer class labels (cross-entropy targets)."""
+        return np.array(a, dtype=np.int64)
 
     def to_numpy(self, x: Any) -> np.ndarray:
         return np.asarray(x).astype(np.float64)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ffnspec.adapters import OpTable
+from ffnspec.reference.floatformat import python_literal
 
 TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16,
                 "float32": torch.float32, "float64": torch.float64}
@@ -43,6 +44,89 @@ _OPS: dict[str, tuple[Callable, str]] = {
 _ARITY = {"add": 2, "sub": 2, "mul": 2, "logaddexp": 2}
 
 
+# ---- the hid family (hidden units, §6.3) ---------------------------------------------------
+# torch's own functions, the slope passed as their negative_slope / weight.  Maxout and radial
+# basis units have no torch op: they are composed here from torch's public primitives (say so
+# in any report): maxout = amax over blocks of k (amax splits a tie evenly), RBF = the book's
+# formula exp(-||x - W_i||^2 / sigma_i^2).  The in-place variants are torch's own (relu_, ...).
+def _maxout(z, k):
+    """composed: torch.amax over consecutive blocks of k along the last axis."""
+    return torch.amax(z.unflatten(-1, (z.shape[-1] // k, k)), dim=-1)
+
+
+def _rbf(x, W, sigma):
+    """composed: torch.exp(-((x[:, None, :] - W) ** 2).sum(-1) / sigma ** 2), written with mul."""
+    d = x.unsqueeze(-2) - W
+    return torch.exp(-(torch.sum(d * d, dim=-1) / (sigma * sigma)))
+
+
+_OPS.update({
+    "relu": (torch.relu, "torch.relu"),
+    "leaky_relu": (lambda z, alpha=0.01: F.leaky_relu(z, alpha), "torch.nn.functional.leaky_relu"),
+    "abs": (torch.abs, "torch.abs"),
+    "hardtanh": (F.hardtanh, "torch.nn.functional.hardtanh"),
+    "prelu": (lambda z, alpha: F.prelu(z, alpha.reshape(-1)), "torch.nn.functional.prelu"),  # weight: 1-D
+    "maxout": (_maxout, "torch.amax"),
+    "rbf": (_rbf, "torch.exp"),
+    "lowrank": (lambda x, V, U: F.linear(F.linear(x, U), V), "torch.nn.functional.linear"),
+    "copy": (torch.clone, "torch.clone"),
+    "relu_": (torch.relu_, "torch.relu_"),
+    "leaky_relu_": (lambda z, alpha=0.01: F.leaky_relu_(z, alpha), "torch.nn.functional.leaky_relu_"),
+    "hardtanh_": (F.hardtanh_, "torch.nn.functional.hardtanh_"),
+    "abs_": (torch.abs_, "torch.abs_"),
+})
+# kink and tie conventions (spec/20_hid.toml [hid.conventions]), from torch's derivative formulas:
+# threshold_backward (x <= 0 -> 0), leaky_relu_backward (x > 0 ? g : g slope), prelu backward
+# (x > 0 ? g : w g; forward mode differs at 0, declared in torch.toml), abs: g sgn(x),
+# hardtanh_backward (x <= min or x >= max -> 0), amax (ties split evenly); relu(-0) = clamp_min(-0, 0) = -0.
+HID_CONVENTIONS = {"relu_grad_at_0": "0", "relu_at_minus_0": "-0", "leaky_relu_grad_at_0": "alpha",
+                   "prelu_grad_at_0": "alpha", "abs_grad_at_0": "0", "hardtanh_grad_at_1": "0",
+                   "hardtanh_grad_at_minus_1": "0", "maxout_ties": "even"}
+
+
+
+# ---- the out family (output units and losses, §6.2) ----------------------------------------
+# torch's own functions: softmax and friends over the last axis, losses with reduction="none"
+# (one value per row or element) unless the op is a named reduction.  Composed from torch's
+# public functions only where torch has none (said here and in any report): kl_div from logits is
+# F.kl_div of F.log_softmax summed over the row (F.kl_div is elementwise); the heteroscedastic
+# Gaussian with a predicted precision is F.gaussian_nll_loss with var = torch.reciprocal(beta)
+# (torch parametrises by the variance); the mixture density NLL is -torch.logsumexp of
+# F.log_softmax(w) + log N.  The linear-Gaussian 1/2 (y - yhat)^2 is F.gaussian_nll_loss at unit
+# variance.  Class labels are int64 tensors (asindex).
+def _mdn_nll(w, mu, beta, y):
+    """composed: -torch.logsumexp(F.log_softmax(w, -1) + log(beta)/2 - beta (y - mu)^2 / 2, -1)."""
+    d = y.unsqueeze(-1) - mu
+    return -torch.logsumexp(F.log_softmax(w, -1) + 0.5 * torch.log(beta) - 0.5 * beta * d * d, -1)
+
+
+_OPS.update({
+    "softmax": (lambda z: torch.softmax(z, -1), "torch.softmax"),
+    "log_softmax": (lambda z: torch.log_softmax(z, -1), "torch.log_softmax"),
+    "logsumexp": (lambda z: torch.logsumexp(z, -1), "torch.logsumexp"),
+    "cross_entropy": (lambda z, y: F.cross_entropy(z, y, reduction="none"), "torch.nn.functional.cross_entropy"),
+    "cross_entropy_sum": (lambda z, y: F.cross_entropy(z, y, reduction="sum"), "torch.nn.functional.cross_entropy"),
+    "cross_entropy_mean": (lambda z, y: F.cross_entropy(z, y), "torch.nn.functional.cross_entropy"),
+    "nll": (lambda lp, y: F.nll_loss(lp, y, reduction="none"), "torch.nn.functional.nll_loss"),
+    "cross_entropy_soft": (lambda z, p: F.cross_entropy(z, p, reduction="none"), "torch.nn.functional.cross_entropy"),
+    "kl_div": (lambda z, p: F.kl_div(F.log_softmax(z, -1), p, reduction="none").sum(-1), "torch.nn.functional.kl_div"),
+    "bce": (lambda z, y: F.binary_cross_entropy_with_logits(z, y, reduction="none"),
+            "torch.nn.functional.binary_cross_entropy_with_logits"),
+    "bce_pos_weight": (lambda z, y, w: F.binary_cross_entropy_with_logits(z, y, reduction="none", pos_weight=w),
+                       "torch.nn.functional.binary_cross_entropy_with_logits"),
+    "bce_prob": (lambda a, y: F.binary_cross_entropy(a, y, reduction="none"), "torch.nn.functional.binary_cross_entropy"),
+    "half_sq_error": (lambda yh, y: F.gaussian_nll_loss(yh, y, torch.ones_like(yh), reduction="none"),
+                      "torch.nn.functional.gaussian_nll_loss"),
+    "mse": (F.mse_loss, "torch.nn.functional.mse_loss"),
+    "mae": (F.l1_loss, "torch.nn.functional.l1_loss"),
+    "gaussian_nll": (lambda mu, y, beta: F.gaussian_nll_loss(mu, y, torch.reciprocal(beta), reduction="none"),
+                     "torch.nn.functional.gaussian_nll_loss"),
+    "mdn_nll": (_mdn_nll, "torch.logsumexp"),
+    "cov_from_factor": (lambda b: torch.matmul(b, b.mT), "torch.matmul"),
+})
+# softmax of a fully masked row: exp(-inf - (-inf)) = NaN, the preferred convention (spec/30_out.toml)
+OUT_CONVENTIONS = {"softmax_all_masked": "nan"}
+
 # dtype -> (a subnormal x, a normal a and b whose product is subnormal)
 _SUBNORMAL_PROBES = {"float16": (2.0 ** -20, 2.0 ** -10, 2.0 ** -10),
                      "bfloat16": (2.0 ** -130, 2.0 ** -100, 2.0 ** -30),
@@ -58,12 +142,7 @@ def _flushes_subnormals(device: str, dtype: str) -> bool:
     return torch.mul(x, two).item() == 0.0 or torch.mul(a, b).item() == 0.0
 
 
-def _literal(v: float) -> str:
-    if np.isnan(v):
-        return "float('nan')"
-    if np.isinf(v):
-        return "float('inf')" if v > 0 else "-float('inf')"
-    return repr(float(v))
+_literal = python_literal
 
 
 class TorchBackend:
@@ -77,6 +156,8 @@ class TorchBackend:
         # one flag for the harness; which dtypes flush, for the record
         self.conventions = {"flush_to_zero": "yes" if flushing else "no",
                             "flush_to_zero_dtypes": ",".join(flushing) or "none"}
+        self.conventions.update(HID_CONVENTIONS)  # the hid family's kinks and ties
+        self.conventions.update(OUT_CONVENTIONS)  # the out family's fully masked softmax row
         self.version = torch.__version__
         self.ops = OpTable({name: f for name, (f, _) in _OPS.items()})
 
@@ -88,6 +169,10 @@ class TorchBackend:
         else:
             t = torch.from_numpy(np.array(a, dtype=np.dtype(dtype)))  # a fresh, owned copy
         return t.to(device)
+
+    def asindex(self, a: np.ndarray, device: str = "cpu") -> Any:
+        """Class labels: int64 tensors (what F.cross_entropy and F.nll_loss take)."""
+        return torch.from_numpy(np.array(a, dtype=np.int64)).to(device)
 
     def to_numpy(self, x: Any) -> np.ndarray:
         return np.array(x.detach().to(device="cpu", dtype=torch.float64).numpy(), dtype=np.float64, copy=True)
@@ -125,6 +210,9 @@ class TorchBackend:
         if len(inputs) != n:
             raise ValueError(f"{op} takes {n} argument(s), {len(inputs)} given")
         fname = _OPS[op][1]
+        alpha = re.search(r"alpha=([^,)\s]+)", op_call)
+        if alpha:  # hid: the slope is torch's negative_slope
+            fname = f"(lambda t: {fname}(t, {alpha.group(1)}))"
         dev = "" if device == "cpu" else f", device={device!r}"
         kind = f"dtype=torch.{dtype}{dev}"
         if "vjp(" in op_call:

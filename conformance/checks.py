@@ -217,6 +217,8 @@ def ops_in_scope(clauses: list[spec.Clause]) -> dict[str, tuple[str, ...]]:
     """op -> argument templates, for every op the given clauses call."""
     found: dict[str, tuple[str, ...]] = {}
     for c in clauses:
+        if c.kind.startswith("reduction"):  # ops over rows and losses: conformance/reductions.structural
+            continue
         if c.op:
             found.setdefault(c.op, c.args)
         for rel in c.relations:

@@ -8,14 +8,13 @@ A violation is an ``AdapterFault`` reported against the clause being checked.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ffnspec.adapters import Backend
-from ffnspec.reference.floatformat import Format, get_format, is_representable
+from ffnspec.reference.floatformat import Format, get_format, is_representable, python_literal
 
 
 class AdapterFault(AssertionError):
@@ -300,10 +299,4 @@ def _unary_program(op: str) -> Callable:
     return _UnaryProgram(op)
 
 
-def format_float(v: float) -> str:
-    """A float as exact Python source: repr for finite, float('inf') etc otherwise."""
-    if math.isnan(v):
-        return "float('nan')"
-    if math.isinf(v):
-        return "float('inf')" if v > 0 else "-float('inf')"
-    return repr(float(v))
+format_float = python_literal  # reproducers print exact floats

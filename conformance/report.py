@@ -97,6 +97,7 @@ def markdown(data: dict) -> str:
         lines.append(f"| [{r['clause']}] | {r['dtype']} | {r['device']} | {r['mode'] or ''} | {r['verdict']} | "
                      f"{r['max_error'] if r['examples'] else ''} | {r['max_ulp'] if r['max_ulp'] is not None else ''} | "
                      f"{r['grade'] or ''} | {r['examples']} |")
+    lines += _conventions_table(data)
     devs = [r for r in data["records"] if r["verdict"] in ("deviation", "xpass")]
     if devs:
         lines += ["", "## Declared deviations", ""]
@@ -112,6 +113,23 @@ def markdown(data: dict) -> str:
             lines += [f"### [{r['clause']}] {r['dtype']} {r['device']} {r['mode'] or ''} -- {r['verdict']}", "",
                       "```", r["message"] or "", "```", ""]
     return "\n".join(lines) + "\n"
+
+
+def _conventions_table(data: dict) -> list[str]:
+    """Kink and tie conventions ([hid.conventions]): declared against preferred, when the run
+    checked any hid clause."""
+    if not any(r["clause"].startswith("hid.") for r in data["records"]):
+        return []
+    declared = data["backend"]["conventions"]
+    lines = ["", "## Kink and tie conventions ([hid.conventions])", "",
+             "| convention | declared | preferred | allowed | status |", "|---|---|---|---|---|"]
+    for row in spec.clause("hid.conventions").conventions:
+        d = declared.get(row["name"])
+        status = ("undeclared (fails)" if d is None else "not allowed (fails)" if d not in row["allowed"]
+                  else "preferred" if d == row["preferred"] else "declared deviation")
+        lines.append(f"| {row['name']} | {d if d is not None else ''} | {row['preferred']} | "
+                     f"{', '.join(row['allowed'])} | {status} |")
+    return lines
 
 
 def write(sess, directory: str) -> Path:

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from ffnspec import spec
-from ffnspec.conformance import checks, inputs
+from ffnspec.conformance import checks, inputs, reductions
 
 STRUCTURAL = {"num.dtype", "num.shape", "num.no_mutation"}
 
@@ -26,6 +26,7 @@ def test_invariance(case):
     with case.supervised():
         if case.clause.id in STRUCTURAL:
             checks.structural(case.clause, case.target, case.record, _ops(case), _sample(case))
+            reductions.structural(case.clause, case.target, case.record)  # ops over rows, losses
         elif case.clause.id == "num.length_invariance":
             checks.length_invariance(case.clause, case.target, case.record, _ops(case), _sample(case),
                                      inputs.LENGTHS)

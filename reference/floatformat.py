@@ -186,3 +186,12 @@ def all_values(fmt: Format) -> np.ndarray:
     else:
         raise ValueError(f"exhaustive enumeration is for 16-bit formats, not {fmt.name}")
     return v[np.isfinite(v)]
+
+
+def python_literal(v: float) -> str:
+    """A float as exact Python source: repr for finite values, float('inf') etc otherwise."""
+    if math.isnan(v):
+        return "float('nan')"
+    if math.isinf(v):
+        return "float('inf')" if v > 0 else "-float('inf')"
+    return repr(float(v))

@@ -14,7 +14,14 @@ from importlib import resources
 from typing import Any
 
 EDITION = "2026.1"
-KINDS = ("accuracy", "derivative", "identity", "property", "special", "invariance")
+KINDS = ("accuracy", "derivative", "identity", "property", "special", "invariance",
+         # hid family: exact piecewise-linear values and (sub)gradients, structured ops and
+         # programs (a registered check per clause), kink/tie conventions, op variants
+         "piecewise", "subgradient", "composite", "gradient", "convention", "variant",
+         # out family: ops over a row or a batch (softmax, logsumexp, losses), conformance/reductions.py
+         "reduction", "reduction_derivative", "reduction_property")
+MODED_KINDS = ("derivative", "subgradient", "gradient",  # checked once per AD mode (vjp, jvp)
+               "reduction_derivative")
 CRITERIA = ("ulp", "mixed", "identity", "exact")
 
 
@@ -28,6 +35,8 @@ class Tolerance:
     must: float | None = None            # ULPs (ulp) or k in k*u*(|y|+S) (mixed)
     scale: str | None = None             # reference function giving S (mixed)
     underflow: str | None = None         # reference function giving c(z): ulp bound + c(z) 2^(emin-p)
+    per_term: float | None = None        # mixed: k = must + per_term * n, n = terms summed (named by the check)
+    accumulation: str | None = None      # reduction kinds: reference function giving A in + u_acc A (sums)
     derivation: str = ""
 
 
@@ -46,6 +55,8 @@ class Clause:
     special: tuple[dict[str, Any], ...] = ()
     relations: tuple[tuple[dict[str, Any], ...], ...] = ()
     predicate: str | None = None
+    check: str | None = None             # composite/gradient/variant kinds: the registered check run
+    params: dict[str, Any] = field(default_factory=dict)  # op keyword arguments; a list = one run per value
     conventions: tuple[dict[str, Any], ...] = ()
     references: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)

@@ -50,15 +50,30 @@ def clause_page(c: Clause) -> str:
         lines.append(f"- **Reference:** `ffnspec.reference.{c.reference}`")
     if c.predicate:
         lines.append(f"- **Property check:** `{c.predicate}`")
+    if c.check:
+        lines.append(f"- **Check:** `{c.check}`" + (f" using ops {', '.join(f'`{o}`' for o in c.ops())}" if c.ops() else ""))
+    if c.params:
+        lines.append("- **Op parameters:** " + ", ".join(f"`{k}` = {v}" for k, v in c.params.items()))
     if c.domain:
         lines.append(f"- **Domain:** [{c.domain[0]:g}, {c.domain[1]:g}]")
+    if "vectors" in c.extra:  # out family: ops over rows and batches (conformance/reductions.py)
+        lines.append(f"- **Inputs:** `ffnspec.conformance.vectors.{c.extra['vectors']}`"
+                     + (f"; differentiated w.r.t. argument(s) {c.extra['wrt']}" if "wrt" in c.extra else ""))
+    for mode, refs in c.extra.get("modes", {}).items():
+        lines.append(f"- **{mode}:** reference `ffnspec.reference.{refs['reference']}`"
+                     + "".join(f"; {k} `ffnspec.reference.{refs[k]}`" for k in ("scale", "accumulation", "underflow")
+                               if k in refs))
     lines += ["", "## Error criterion", "", f"- **Criterion:** {_CRITERIA[t.criterion]}"]
     if t.must is not None:
-        lines.append(f"- **MUST bound:** {t.must:g}" + (" ULP" if t.criterion == "ulp" else " (k)"))
+        lines.append(f"- **MUST bound:** {t.must:g}" + (" ULP" if t.criterion == "ulp" else " (k)")
+                     + (f" + {t.per_term:g} n (n: terms summed, see the derivation)" if t.per_term else ""))
     if t.scale:
         lines.append(f"- **Scale S(z):** `ffnspec.reference.{t.scale}`")
     if t.underflow:
         lines.append(f"- **Underflow factor c(z):** `ffnspec.reference.{t.underflow}`")
+    if t.accumulation:
+        lines.append(f"- **Accumulation term A:** `ffnspec.reference.{t.accumulation}`, in units of u_acc "
+                     "(float32 for 16-bit storage, the format's own u otherwise)")
     lines += ["- **Graded beyond MUST:** correctly rounded / faithful / <=2 / <=4 / <=16 / >16 ULP"
               if t.criterion in ("ulp", "mixed") else "", "", "### Derivation", "", "```", t.derivation.strip(), "```"]
     if c.relations:
@@ -68,8 +83,15 @@ def clause_page(c: Clause) -> str:
     if c.special:
         lines += ["", "## Special values", "", "| z | value | sign of zero |", "|---|---|---|"]
         for e in c.special:
-            lines.append(f"| {e['z']} | {e['value']} | {'must match' if e.get('signed', True) else 'either'} |")
-    if c.conventions:
+            z = e["z"] if "z" in e else f"`{c.op}`(" + ", ".join(str(a) for a in e["args"]) + ")"
+            lines.append(f"| {z} | {e['value']} | {'must match' if e.get('signed', True) else 'either'} |")
+    if c.conventions and all("allowed" in e for e in c.conventions):  # a kink/tie table (hid.conventions)
+        lines += ["", "## Conventions", "", "| convention | op | point | of | preferred | allowed | reason |",
+                  "|---|---|---|---|---|---|---|"]
+        for e in c.conventions:
+            lines.append(f"| {e['name']} | `{e['op']}` | {e['point']} | {e['of']} | {e['preferred']} | "
+                         f"{', '.join(e['allowed'])} | {e['reason']} |")
+    elif c.conventions:
         lines += ["", "## Conventions", "", "| convention | preferred | reason |", "|---|---|---|"]
         for e in c.conventions:
             lines.append(f"| {e['name']} | {e['preferred']} | {e['reason']} |")

@@ -63,8 +63,63 @@ def test_clause_is_complete(clause):
         assert clause.predicate in properties.PROPERTIES
     if clause.kind == "special":
         assert clause.special
+    _complete_hid_kinds(clause)
+    _complete_out_kinds(clause)
     for op in clause.ops():
         assert op in NumpyBackend().ops, f"the built-in backend lacks op {op!r}"
+
+
+def _complete_hid_kinds(clause):
+    """The hid family's kinds: piecewise/subgradient name a reference and an op; composite/
+    gradient/variant name a registered check; mixed bounds name their scale S."""
+    from ffnspec.conformance import composite, variants
+    t = clause.tolerance
+    if clause.kind in ("piecewise", "subgradient"):
+        function(clause.reference)
+        assert clause.op and t.criterion == "exact"
+    if clause.kind in ("composite", "gradient"):
+        assert clause.check in composite.CHECKS, f"no registered check {clause.check!r}"
+        function(clause.reference)
+    if clause.kind == "variant":
+        assert clause.check in variants.CHECKS, f"no registered check {clause.check!r}"
+    if clause.kind in ("composite", "gradient") and t.criterion == "mixed":
+        function(t.scale)
+        assert t.must is not None and t.per_term is not None
+
+
+def _complete_out_kinds(clause):
+    """The out family's kinds (conformance/reductions.py): an input recipe; values name a reference
+    and, for the mixed bound, k and any S, A; derivatives name a reference per mode; properties a
+    registered predicate."""
+    from ffnspec.conformance import reductions, vectors
+    t = clause.tolerance
+    if not clause.kind.startswith("reduction"):
+        return
+    assert clause.op and clause.extra.get("vectors") in vectors.RECIPES
+    for ref in (t.scale, t.accumulation):
+        if ref:
+            function(ref)
+    if clause.kind == "reduction":
+        function(clause.reference)
+        assert t.criterion == "mixed" and t.must is not None
+    if clause.kind == "reduction_derivative":
+        assert t.criterion == "mixed" and t.must is not None and set(clause.extra["modes"]) == {"vjp", "jvp"}
+        for refs in clause.extra["modes"].values():
+            for key in ("reference", "scale", "accumulation", "underflow"):
+                if key in refs:
+                    function(refs[key])
+    if clause.kind == "reduction_property":
+        assert clause.predicate in reductions.PREDICATES
+
+
+# The kink/tie table: each row names an op, a point, a preferred value among the allowed ones and
+# a reason; every adapter op it names exists in the built-in backend.  [hid.conventions]
+def test_convention_rows_are_well_formed():
+    rows = spec.clause("hid.conventions").conventions
+    assert len({r["name"] for r in rows}) == len(rows)
+    for r in rows:
+        assert r["preferred"] in r["allowed"] and r["reason"].strip() and r["of"] in ("derivative", "value", "routing")
+        assert r["op"] in NumpyBackend().ops
 
 
 # Seeds are cited by file name; a typo would send readers nowhere.

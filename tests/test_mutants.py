@@ -6,8 +6,11 @@ from __future__ import annotations
 import pytest
 
 from ffnspec import spec
-from tests import mutants
+from tests import mutants, mutants_hid, mutants_out
 from tests._inner import run_suite
+
+MUTANTS = mutants.MUTANTS + mutants_out.MUTANTS  # act/num (tests/mutants.py), out (tests/mutants_out.py)
+MUTANTS += mutants_hid.MUTANTS  # hid (tests/mutants_hid.py)
 
 
 def parse(entry: str) -> tuple[str, str | None, str | None]:
@@ -27,11 +30,11 @@ def selection(m: type[mutants.Mutant]) -> tuple[str, ...]:
     return m.clauses or tuple(dict.fromkeys(parse(e)[0] for e in m.catches + m.spares))
 
 
-@pytest.mark.parametrize("mutant", mutants.MUTANTS, ids=lambda m: m.__name__)
+@pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.__name__)
 def test_mutant_is_caught(pytester: pytest.Pytester, mutant: type[mutants.Mutant]) -> None:
     # A check that cannot fail proves nothing (array-api-tests' logaddexp = max + 5); the
     # clause id in the message is the citation a user acts on.  [act.*] [num.*]
-    ret, rep, out = run_suite(pytester, f"tests.mutants:{mutant.__name__}", mutant.dtypes_run, selection(mutant))
+    ret, rep, out = run_suite(pytester, f"{mutant.__module__}:{mutant.__name__}", mutant.dtypes_run, selection(mutant))
     assert ret == pytest.ExitCode.TESTS_FAILED and not rep["summary"]["conforms"], out
     for entry in mutant.catches:
         clause = parse(entry)[0]
@@ -53,10 +56,10 @@ def test_mutant_is_caught(pytester: pytest.Pytester, mutant: type[mutants.Mutant
 
 def test_every_clause_has_a_mutant() -> None:
     # Every clause (and each mode of a derivative clause) must be proven able to fail.  [act.*] [num.*]
-    caught = {parse(e)[:2] for m in mutants.MUTANTS for e in m.catches}
+    caught = {parse(e)[:2] for m in MUTANTS for e in m.catches}
     missing = []
     for c in spec.clauses():
-        modes = ("vjp", "jvp") if c.kind == "derivative" else (None,)
+        modes = ("vjp", "jvp") if c.kind in spec.MODED_KINDS else (None,)
         missing += [f"{c.id}/{m}" if m else c.id for m in modes if (c.id, m) not in caught]
     assert not missing, f"clauses no mutant proves able to fail: {missing}"
 
@@ -64,7 +67,7 @@ def test_every_clause_has_a_mutant() -> None:
 def test_mutants_name_real_clauses() -> None:
     # A misspelt clause in a mutant's list would make its proof vacuous.  [num.dtype]
     ids = {c.id for c in spec.clauses()}
-    for m in mutants.MUTANTS:
+    for m in MUTANTS:
         assert m.catches and m.defect, m.__name__
         for e in m.catches + m.spares:
             clause, mode, dtype = parse(e)

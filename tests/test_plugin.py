@@ -155,7 +155,7 @@ def test_stale_xfail_entry_is_xpass_and_fails_the_run(pytester):
 # ---------------------------------------------------------------------------- report ----
 def _expected_keys(clauses, dtypes, devices=("cpu",)):
     return sorted((c.id, d, dev, m) for c in clauses for d in dtypes for dev in devices
-                  for m in (("vjp", "jvp") if c.kind == "derivative" else (None,)))
+                  for m in (("vjp", "jvp") if c.kind in spec.MODED_KINDS else (None,)))
 
 
 def test_report_has_one_record_per_clause_dtype_device_mode(pytester):
@@ -173,7 +173,8 @@ def test_report_has_one_record_per_clause_dtype_device_mode(pytester):
     assert report["summary"] == {"verdicts": dict(verdicts), "conforms": conforms, "complete": True,
                                  "declared_deviations": 0, "verdict": "conforms" if conforms else "does not conform"}
     assert ret == (pytest.ExitCode.OK if conforms else pytest.ExitCode.TESTS_FAILED), out
-    assert report["backend"] == {"name": "numpy", "spec": "numpy", "conventions": {"flush_to_zero": "no"}}
+    from ffnspec.adapters.numpy_backend import NumpyBackend
+    assert report["backend"] == {"name": "numpy", "spec": "numpy", "conventions": dict(NumpyBackend.conventions)}
     assert report["profile"] == "ci" and report["dtypes"] == ["float32", "float64"] and report["devices"] == ["cpu"]
     md = (Path(re.search(r"^report: (.*)/report\.json", out, re.M)[1]) / "report.md").read_text()
     assert md.startswith("# ffnspec") and md.count("\n| [") == len(got)
