@@ -83,19 +83,19 @@ HID_CONVENTIONS = {"relu_grad_at_0": "0", "relu_at_minus_0": "+0", "leaky_relu_g
                    "hardtanh_grad_at_minus_1": "1", "maxout_ties": "even"}
 # ---- the out family (output units and losses, §6.2) ----------------------------------------
 # jax's own softmax, log_softmax (jax.nn) and logsumexp (jax.scipy.special), over the last axis.
-# jax has no public loss functions (optax, which has them, is not a jax dependency), so every
-# loss below is composed from jax.nn / jnp / jax.scipy.special primitives, following optax's
-# formulas where optax has the loss (say so in any report): cross-entropy with integer labels
-# logsumexp(z) - z_y (optax.softmax_cross_entropy_with_integer_labels), with a distribution
-# -sum p log_softmax(z) (optax.softmax_cross_entropy), BCE -y log_sigmoid(z) - (1-y)
-# log_sigmoid(-z) (optax.sigmoid_binary_cross_entropy), 1/2 (yhat - y)^2 (optax.l2_loss),
-# KL sum xlogy(p, p) - p log_softmax(z); the probability-form BCE, the Gaussian NLL with a
-# precision and the mixture density NLL are the book's formulas.  No pos_weight: not offered.
+# jax has no public loss functions (optax has them but is not a jax dependency and is not
+# installed here), so every loss below is COMPOSED in this adapter from jax.nn / jnp /
+# jax.scipy.special primitives, as the book writes it (say so in any report): cross-entropy with
+# integer labels logsumexp(z) - z_y (GBC eq. 6.30), with a distribution -sum p log_softmax(z),
+# BCE -y log_sigmoid(z) - (1-y) log_sigmoid(-z), 1/2 (yhat - y)^2, KL sum xlogy(p, p) -
+# p log_softmax(z), the probability-form BCE with xlogy / xlog1py, the Gaussian NLL with a
+# precision and the mixture density NLL.  Findings on these ops are findings on the composition
+# in jax's arithmetic, not on a jax loss.  No pos_weight: not offered (not implemented).
 import jax.scipy.special as _jsp  # noqa: E402
 
 
 def _ce_labels(z, y):
-    """composed (optax): logsumexp(z) - z_y."""
+    """composed (the book's eq. 6.30): logsumexp(z) - z_y."""
     return _jsp.logsumexp(z, axis=-1) - jnp.take_along_axis(z, y[..., None], axis=-1)[..., 0]
 
 

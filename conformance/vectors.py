@@ -151,11 +151,12 @@ def logits_soft(fmt: Format) -> list[Group]:
 @functools.lru_cache(maxsize=None)
 def binary(fmt: Format) -> list[Group]:
     """(z, y) elementwise: every z of the unary region with y = 0 and y = 1, and every 16th with
-    soft targets y in {1/4, 1/2, 3/4}."""
+    soft targets y in {1/4, RN(0.3), 1/2, 3/4}."""
     z = inputs.region(fmt)
     soft = z[::16]
-    zs = np.concatenate([z, z] + [soft] * 3)
-    ys = np.concatenate([np.zeros_like(z), np.ones_like(z)] + [np.full_like(soft, v) for v in (0.25, 0.5, 0.75)])
+    targets = (0.25, float(round_array(np.array([0.3]), fmt)[0]), 0.5, 0.75)
+    zs = np.concatenate([z, z] + [soft] * len(targets))
+    ys = np.concatenate([np.zeros_like(z), np.ones_like(z)] + [np.full_like(soft, v) for v in targets])
     return [(zs, ys)]
 
 
@@ -165,9 +166,10 @@ def regression(fmt: Format) -> list[Group]:
     out = []
     for n in LENGTHS:
         rng = _rng("regression", fmt.name, n)
-        yh = [rng.standard_normal(n) * s for s in SPREADS]
-        y = [rng.standard_normal(n) * s for s in SPREADS]
-        out.append((_fit(np.array(yh), fmt), _fit(np.array(y), fmt)))
+        yh = _fit(np.array([rng.standard_normal(n) * s for s in SPREADS]), fmt)
+        y = _fit(np.array([rng.standard_normal(n) * s for s in SPREADS]), fmt)
+        y = np.where(np.abs(yh - y) < fmt.min_normal, _fit(yh + np.maximum(np.abs(yh), 1.0) / 8, fmt), y)  # no ties
+        out.append((yh, y))
     return out
 
 
@@ -343,7 +345,8 @@ RECIPES: dict[str, Recipe] = {
     "batches": Recipe(batches, lambda f: _seeded(f, _batch)),
     "logits_soft": Recipe(logits_soft, _soft),
     "binary": Recipe(binary, _binary),
-    "regression": Recipe(regression, lambda f: _bounded_rows(f, 2).filter(lambda g: not np.any(g[0] == g[1]))),
+    "regression": Recipe(regression, lambda f: _bounded_rows(f, 2).filter(  # no ties: |d| >= 2^emin
+        lambda g: bool(np.all(np.abs(g[0] - g[1]) >= f.min_normal)))),
     "pointwise": Recipe(pointwise, lambda f: _bounded_rows(f, 2).map(lambda g: (g[0][0], g[1][0]))),
     "gaussian": Recipe(gaussian, _gaussian),
     "mixture": Recipe(mixture, _mixture),

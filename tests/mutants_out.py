@@ -380,8 +380,10 @@ class MixtureGradMuSign(OutMutant):
 
 
 class SoftmaxAccumulatesIn16Bit(OutMutant):
-    defect = "16-bit softmax and logsumexp computed in the storage format, the row sum accumulated term by term in it"
-    catches = ("out.softmax@float16", "out.logsumexp@float16")
+    defect = ("16-bit softmax and logsumexp computed in the storage format, the row sum accumulated term by term "
+              "in it (logsumexp stays within its MUST bound, whose log n terms absorb it: its accumulation grade "
+              "says 'not faithful', tests/test_out.py)")
+    catches = ("out.softmax@float16",)
     dtypes_run = ("float16",)
 
     @staticmethod

@@ -86,3 +86,12 @@ def test_accumulation_is_graded_for_16_bit(pytester):
     assert ret == pytest.ExitCode.OK, out
     (rec,) = [r for r in rep["records"] if r["clause"] == "out.softmax"]
     assert any(n.startswith("accumulation: consistent with float32") for n in rec["notes"]), rec["notes"]
+
+
+def test_storage_precision_accumulation_is_graded_not_faithful(pytester):
+    # A term-by-term float16 sum is visible in the accumulation grade even where the MUST bound
+    # holds (logsumexp: its log n terms absorb it).  [out.logsumexp]
+    ret, rep, out = run_suite(pytester, "tests.mutants_out:SoftmaxAccumulatesIn16Bit", ("float16",),
+                              ("out.logsumexp",))
+    (rec,) = [r for r in rep["records"] if r["clause"] == "out.logsumexp"]
+    assert any(n.startswith("accumulation: not faithful") for n in rec["notes"]), rec["notes"]
