@@ -115,3 +115,19 @@ def probe(name: str) -> tuple[bool, str]:
     except BackendError as e:
         return False, str(e)
     return True, f"dtypes {', '.join(d for d in DTYPES if d in b.dtypes)}; devices {', '.join(b.devices)}"
+
+
+def snippet_function(op_call: str, names: Mapping[str, str], arity: Mapping[str, int],
+                     inputs: Sequence[float]) -> str:
+    """The library function a reproducer line calls for ``op_call`` (as written by
+    ffnspec.conformance.checks): its public name, with the hid slope bound when given."""
+    import re
+    m = re.search(r"ops\.(\w+)\(", op_call)
+    if m is None or m.group(1) not in names:
+        raise ValueError(f"no op in {op_call!r}")
+    op = m.group(1)
+    n = arity.get(op, 1)
+    if len(inputs) != n:
+        raise ValueError(f"{op} takes {n} argument(s), {len(inputs)} given")
+    alpha = re.search(r"alpha=([^,)\s]+)", op_call)
+    return f"(lambda t: {names[op]}(t, {alpha.group(1)}))" if alpha else names[op]

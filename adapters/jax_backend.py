@@ -12,7 +12,6 @@ ml_dtypes.bfloat16 (exact for bfloat16 values), and back through float64.
 """
 from __future__ import annotations
 
-import re
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -24,7 +23,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402  (after x64 is on)
 import ml_dtypes  # noqa: E402  (a jax dependency)
 
-from ffnspec.adapters import OpTable
+from ffnspec.adapters import OpTable, snippet_function
 from ffnspec.reference.floatformat import python_literal  # noqa: E402
 
 NP_DTYPES = {"float16": np.dtype(np.float16), "bfloat16": np.dtype(ml_dtypes.bfloat16),
@@ -216,17 +215,7 @@ class JaxBackend:
     # -- reproducers ---------------------------------------------------------------
     def snippet(self, op_call: str, inputs: Sequence[float], dtype: str, device: str) -> str:
         """A one-line jax reproducer for ``op_call`` (as written by conformance.checks)."""
-        m = re.search(r"ops\.(\w+)\(", op_call)
-        if m is None or m.group(1) not in _OPS:
-            raise ValueError(f"no op in {op_call!r}")
-        op = m.group(1)
-        n = _ARITY.get(op, 1)
-        if len(inputs) != n:
-            raise ValueError(f"{op} takes {n} argument(s), {len(inputs)} given")
-        fname = _OPS[op][1]
-        alpha = re.search(r"alpha=([^,)\s]+)", op_call)
-        if alpha:  # hid: the slope is jax's negative_slope
-            fname = f"(lambda t: {fname}(t, {alpha.group(1)}))"
+        fname = snippet_function(op_call, {k: v[1] for k, v in _OPS.items()}, _ARITY, inputs)
         x64 = "jax.config.update('jax_enable_x64', True); " if dtype == "float64" else ""
         arr = lambda v: f"jnp.array([{_literal(v)}], dtype=jnp.{dtype})"  # noqa: E731
         if device != "cpu":

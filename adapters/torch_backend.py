@@ -11,7 +11,6 @@ tensor (exact for bfloat16 values), and back through float64.
 """
 from __future__ import annotations
 
-import re
 import warnings
 from typing import Any, Callable, Sequence
 
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ffnspec.adapters import OpTable
+from ffnspec.adapters import OpTable, snippet_function
 from ffnspec.reference.floatformat import python_literal
 
 TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16,
@@ -202,17 +201,7 @@ class TorchBackend:
     # -- reproducers ---------------------------------------------------------------
     def snippet(self, op_call: str, inputs: Sequence[float], dtype: str, device: str) -> str:
         """A one-line torch reproducer for ``op_call`` (as written by conformance.checks)."""
-        m = re.search(r"ops\.(\w+)\(", op_call)
-        if m is None or m.group(1) not in _OPS:
-            raise ValueError(f"no op in {op_call!r}")
-        op = m.group(1)
-        n = _ARITY.get(op, 1)
-        if len(inputs) != n:
-            raise ValueError(f"{op} takes {n} argument(s), {len(inputs)} given")
-        fname = _OPS[op][1]
-        alpha = re.search(r"alpha=([^,)\s]+)", op_call)
-        if alpha:  # hid: the slope is torch's negative_slope
-            fname = f"(lambda t: {fname}(t, {alpha.group(1)}))"
+        fname = snippet_function(op_call, {k: v[1] for k, v in _OPS.items()}, _ARITY, inputs)
         dev = "" if device == "cpu" else f", device={device!r}"
         kind = f"dtype=torch.{dtype}{dev}"
         if "vjp(" in op_call:

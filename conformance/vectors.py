@@ -168,7 +168,7 @@ def regression(fmt: Format) -> list[Group]:
         rng = _rng("regression", fmt.name, n)
         yh = _fit(np.array([rng.standard_normal(n) * s for s in SPREADS]), fmt)
         y = _fit(np.array([rng.standard_normal(n) * s for s in SPREADS]), fmt)
-        y = np.where(np.abs(yh - y) < fmt.min_normal, _fit(yh + np.maximum(np.abs(yh), 1.0) / 8, fmt), y)  # no ties
+        y = np.where(np.abs(yh - y) < 4 * fmt.min_normal, _fit(yh + np.maximum(np.abs(yh), 1.0) / 8, fmt), y)  # no ties
         out.append((yh, y))
     return out
 
@@ -345,8 +345,8 @@ RECIPES: dict[str, Recipe] = {
     "batches": Recipe(batches, lambda f: _seeded(f, _batch)),
     "logits_soft": Recipe(logits_soft, _soft),
     "binary": Recipe(binary, _binary),
-    "regression": Recipe(regression, lambda f: _bounded_rows(f, 2).filter(  # no ties: |d| >= 2^emin
-        lambda g: bool(np.all(np.abs(g[0] - g[1]) >= f.min_normal)))),
+    "regression": Recipe(regression, lambda f: _bounded_rows(f, 2).filter(  # no ties, even read with DAZ:
+        lambda g: bool(np.all(np.abs(g[0] - g[1]) >= 4 * f.min_normal)))),  # |d| >= 2^(emin+2)
     "pointwise": Recipe(pointwise, lambda f: _bounded_rows(f, 2).map(lambda g: (g[0][0], g[1][0]))),
     "gaussian": Recipe(gaussian, _gaussian),
     "mixture": Recipe(mixture, _mixture),
