@@ -81,10 +81,17 @@ def load_backend(spec: str) -> Backend:
     """Instantiate a backend from an entry-point name or ``package.module:Class``."""
     if ":" in spec:
         module_name, _, attr = spec.partition(":")
+        import os
+        import sys
+        if os.getcwd() not in sys.path:  # as `python -m` does: a module in the current folder loads
+            sys.path.append(os.getcwd())
         try:
             cls = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as e:
             raise BackendError(f"cannot load backend {spec!r}: {e}") from None
+        except Exception as e:  # the adapter's module itself raised on import
+            raise BackendError(f"cannot load backend {spec!r}: importing {module_name!r} raised "
+                               f"{type(e).__name__}: {e}") from None
     else:
         eps = registered()
         if spec not in eps:
@@ -102,9 +109,31 @@ def load_backend(spec: str) -> Backend:
                if not hasattr(backend, a)]
     if missing:
         raise BackendError(f"backend {spec!r} lacks required attributes: {', '.join(missing)}")
-    unknown = set(backend.dtypes) - set(DTYPES)
+    if isinstance(backend.dtypes, str) or isinstance(backend.devices, str):
+        raise BackendError(f"backend {spec!r}: dtypes and devices must be collections of strings, "
+                           f"e.g. frozenset({{'float32'}}) and ('cpu',), not one string")
+    try:
+        dtypes, devices, ops = set(backend.dtypes), tuple(backend.devices), backend.ops
+    except Exception as e:
+        raise BackendError(f"backend {spec!r}: reading dtypes, devices or ops raised {type(e).__name__}: {e}") from None
+    if any(not isinstance(d, str) for d in dtypes | set(devices)):
+        raise BackendError(f"backend {spec!r}: dtypes and devices must be strings")
+    unknown = dtypes - set(DTYPES)
     if unknown:
         raise BackendError(f"backend {spec!r} declares unknown dtypes {sorted(unknown)}; known: {', '.join(DTYPES)}")
+    if not dtypes or not devices:
+        raise BackendError(f"backend {spec!r} declares no {'dtypes' if not dtypes else 'devices'}")
+    if not isinstance(ops, Mapping) or not all(callable(f) for f in ops.values()):
+        raise BackendError(f"backend {spec!r}: 'ops' must map op names to callables (an OpTable)")
+    if not isinstance(backend.conventions, Mapping):
+        raise BackendError(f"backend {spec!r}: 'conventions' must be a mapping of names to strings")
+    only = getattr(backend, "op_dtypes", None) or {}
+    if not isinstance(only, Mapping) or any(o not in ops or not set(ds) <= set(DTYPES) for o, ds in only.items()):
+        raise BackendError(f"backend {spec!r}: 'op_dtypes' must map ops it provides to lists of known dtypes")
+    for capability in ("vjp", "jvp"):
+        if hasattr(backend, capability) and getattr(backend, capability) is not None \
+                and not callable(getattr(backend, capability)):
+            raise BackendError(f"backend {spec!r}: {capability!r} must be a method (or absent)")
     return backend
 
 

@@ -55,6 +55,11 @@ class Target:
         missing = [o for o in ops if o not in self.backend.ops]
         if missing:
             raise NotImplementedByBackend(f"backend {self.backend.name!r} does not implement op(s): {', '.join(missing)}")
+        only = getattr(self.backend, "op_dtypes", None) or {}  # ops the library offers in some dtypes only
+        narrow = [o for o in ops if o in only and self.dtype not in only[o]]
+        if narrow:
+            raise NotImplementedByBackend(f"backend {self.backend.name!r} declares op(s) {', '.join(narrow)} "
+                                          f"unavailable in {self.dtype} (op_dtypes)")
 
     def require_mode(self, mode: str) -> None:
         if not callable(getattr(self.backend, mode, None)):

@@ -35,6 +35,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--ffnspec-profile", default="fast", metavar="NAME", help="fast (default), ci (derandomised), thorough")
     g.addoption("--ffnspec-cache-dir", default=None, metavar="DIR",
                 help="reference-table cache [~/.cache/ffnspec/reference]")
+    g.addoption("--ffnspec-no-summary", action="store_true",
+                help="print no ffnspec summary at the end (the ffnspec CLI prints its own)")
 
 
 def _explicit(config: pytest.Config) -> bool:
@@ -52,7 +54,7 @@ def _session(config: pytest.Config):
         sess = Session.from_options(backend=o.ffnspec_backend, dtype=o.ffnspec_dtype, device=o.ffnspec_device,
                                     clauses=o.ffnspec_clauses, xfail_files=o.ffnspec_xfail_file,
                                     profile=o.ffnspec_profile, declared=not o.ffnspec_no_declared,
-                                    cache_dir=o.ffnspec_cache_dir)
+                                    cache_dir=o.ffnspec_cache_dir, report=o.ffnspec_report)
         config.stash[_STASH] = sess
     return sess
 
@@ -155,7 +157,10 @@ def pytest_runtest_makereport(item, call):
     elif rep.skipped:
         rec.verdict = rec.verdict if rec.verdict == "not_implemented" else "skipped"
     elif rep.failed:
-        rec.verdict = "error" if isinstance(exc, AdapterFault) or not isinstance(exc, AssertionError) else "fail"
+        # an adapter fault is the backend's; any other exception that is not a check's
+        # assertion is ffnspec's own bug, never charged to the backend
+        rec.verdict = ("error" if isinstance(exc, AdapterFault) else
+                       "fail" if isinstance(exc, AssertionError) else "internal_error")
     key, d = _key(rec), case.deviation
     if sess is None or d is None or key not in sess.pending:
         return
@@ -184,11 +189,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     sess = config.stash.get(_STASH, None)
-    if sess is None or not sess.records:
+    if sess is None or not sess.records or config.option.ffnspec_no_summary:
         return
     from ffnspec.conformance import report
     terminalreporter.write_sep("=", "ffnspec conformance")
-    for line in report.summary_lines(sess):
+    lines = report.summary_lines(sess)
+    for line in lines[:-1]:
         terminalreporter.write_line(line)
     if config.option.ffnspec_report:
         terminalreporter.write_line(f"report: {config.option.ffnspec_report}/report.json, report.md")
+    terminalreporter.write_line(lines[-1])

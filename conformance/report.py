@@ -12,10 +12,10 @@ from pathlib import Path
 import ffnspec
 from ffnspec import spec
 
-FAILING = ("fail", "error", "xpass")
+FAILING = ("fail", "error", "xpass", "internal_error")
 SCHEMA_VERSION = 1
 # Worst last.  Within one record, a deviation seen by one check outranks the others' xpass.
-RANK = ("pending", "skipped", "pass", "xpass", "deviation", "not_implemented", "fail", "error")
+RANK = ("pending", "skipped", "pass", "xpass", "deviation", "not_implemented", "fail", "error", "internal_error")
 
 
 def merged(records) -> list:
@@ -77,10 +77,37 @@ def _summary(counts: Counter) -> dict:
             "declared_deviations": counts["deviation"], "verdict": verdict}
 
 
-def _fmt_err(r) -> str:
-    if r.max_ulp is not None:
-        return f"{r.max_ulp:.3g}"
-    return f"{r.max_error:.3g}" if r.examples else ""
+REASON_WIDTH = 72  # deviation reasons and failure lines are cut to this in the terminal
+
+
+def cut(text: str | None, width: int = REASON_WIDTH) -> str:
+    """One line of at most ``width`` characters."""
+    line = " ".join((text or "").split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def error_cell(r: dict) -> str:
+    """The measured error in the criterion's own unit, against its MUST bound."""
+    if not r["examples"]:
+        return ""
+    err, must, crit = r["max_error"], r["must"], r["criterion"]
+    if crit == "exact":
+        return f"{r['violations']} of {r['examples']} wrong"
+    text = err if isinstance(err, str) else f"{float(err):.3g}"
+    bound = "" if must is None else f" ULP, MUST ≤ {must:g}" if crit == "ulp" else f" (k), MUST ≤ {must:g}"
+    return text + (bound or (" ULP" if crit == "ulp" else " of the allowance" if crit == "identity" else ""))
+
+
+def why(r: dict) -> str:
+    """One line on a record: a deviation's reason, or a failure's worst case."""
+    if r["verdict"] == "deviation":
+        return cut(r["deviation"])
+    lines = [ln.strip() for ln in (r["message"] or "").splitlines()]
+    for key in ("worst input:", "got "):
+        hit = next((ln for ln in lines if ln.startswith(key)), None)
+        if hit:
+            return cut(hit)
+    return cut(lines[-1] if lines else "")
 
 
 def markdown(data: dict) -> str:
@@ -142,12 +169,14 @@ def write(sess, directory: str) -> Path:
 
 
 def summary_lines(sess) -> list[str]:
-    records = merged(sess.records)
-    counts = Counter(r.verdict for r in records)
-    lines = [f"backend {sess.backend.name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))]
-    for r in records:
-        if r.verdict in FAILING or r.verdict == "deviation":
-            where = "/".join(x for x in (r.dtype, r.device, r.mode) if x)
-            lines.append(f"  {r.verdict.upper():10} [{r.clause}] {where}  max {_fmt_err(r)}"
-                         + (f"  ({r.deviation})" if r.verdict == "deviation" and r.deviation else ""))
-    return lines
+    """The terminal summary of a pytest run: the records other than a plain pass, one line
+    each in criterion units, then the verdict, last."""
+    data = as_dict(sess)
+    lines = []
+    for r in data["records"]:
+        if r["verdict"] in FAILING or r["verdict"] in ("deviation", "not_implemented"):
+            where = "/".join(x for x in (r["dtype"], r["device"], r["mode"]) if x)
+            lines.append(f"  {r['verdict'].upper():15} [{r['clause']}] {where}  {error_cell(r)}  {why(r)}".rstrip())
+    s = data["summary"]
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(s["verdicts"].items()))
+    return lines + [f"ffnspec {data['edition']} -- {sess.backend.name}: {s['verdict'].upper()} ({counts})"]

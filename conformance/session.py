@@ -67,6 +67,49 @@ class Case:
         explore()
 
 
+def check_writable_dir(path: str, option: str) -> None:
+    """A directory that exists or can be made, and that can be written: checked before any
+    work, so a run never computes for half an hour and then fails to write its results."""
+    import os
+    import tempfile
+    from pathlib import Path
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise pytest.UsageError(f"ffnspec: {option} {path!r} is a file, not a directory")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=p, prefix=".ffnspec-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise pytest.UsageError(f"ffnspec: {option} {path!r} is not writable: {e.strerror or e}") from None
+
+
+def _adapter_deviations(b: Backend, spec_name: str) -> list[xfails.Deviation]:
+    """The adapter's own declared deviations: its ``deviations`` attribute names a TOML file,
+    absolute, beside the adapter's module, or shipped in ffnspec.adapters/deviations/."""
+    import inspect
+    from pathlib import Path
+    shipped = getattr(b, "deviations", None)
+    if shipped is None:
+        return []
+    if not isinstance(shipped, (str, Path)) or not str(shipped).strip():
+        raise xfails.XfailFileError(f"backend {spec_name!r}: attribute 'deviations' must be a TOML file "
+                                    f"name or path, or None; got {shipped!r}")
+    try:
+        module_file: str | None = inspect.getfile(type(b))
+    except TypeError:  # a class without a source file
+        module_file = None
+    candidates = [Path(shipped)] if Path(shipped).is_absolute() else (
+        ([Path(module_file).parent / shipped] if module_file else [])
+        + [Path(str(resources.files("ffnspec.adapters").joinpath("deviations", str(shipped))))])
+    for c in candidates:
+        if c.is_file():
+            return xfails.load(c)
+    raise xfails.XfailFileError(f"backend {spec_name!r} declares deviations = {str(shipped)!r}, but no such file: "
+                                f"looked for {', '.join(str(c) for c in candidates)}")
+
+
 @dataclass
 class Session:
     backend_spec: str
@@ -82,9 +125,18 @@ class Session:
 
     @classmethod
     def from_options(cls, *, backend: str | None, dtype: str | None, device: str | None, clauses: str | None,
-                     xfail_files: list[str], profile: str, declared: bool, cache_dir: str | None) -> "Session":
-        """Validate every option; raises pytest.UsageError with one clear line."""
+                     xfail_files: list[str], profile: str, declared: bool, cache_dir: str | None,
+                     report: str | None = None, flag: str = "--ffnspec-") -> "Session":
+        """Validate every option before any work; raises pytest.UsageError with one clear line.
+        ``flag`` is the prefix of the options as the user typed them (``--`` for the CLI)."""
         spec_name = backend or "numpy"
+        for opt, value in (("dtype", dtype), ("device", device), ("clauses", clauses)):
+            if value is not None and not value.replace(",", "").strip():
+                raise pytest.UsageError(f"ffnspec: {flag}{opt} {value!r} names no {opt}")
+        if report is not None:
+            check_writable_dir(report, f"{flag}report")
+        if cache_dir is not None:
+            check_writable_dir(cache_dir, f"{flag}cache-dir")
         try:
             b = load_backend(spec_name)
         except BackendError as e:
@@ -110,19 +162,18 @@ class Session:
             devs = tuple(b.devices)
         patterns = tuple(p.strip() for p in clauses.split(",") if p.strip()) if clauses else ()
         if patterns and not spec.select(patterns=patterns):
-            raise pytest.UsageError(f"ffnspec: --ffnspec-clauses {clauses!r} matches no clause id")
+            raise pytest.UsageError(f"ffnspec: {flag}clauses {clauses!r} matches no clause id "
+                                    "(list them with 'ffnspec clauses')")
         if profile not in PROFILES:
             raise pytest.UsageError(f"ffnspec: unknown profile {profile!r}; known: {', '.join(PROFILES)}")
         devs_decl: list[xfails.Deviation] = []
         try:
-            shipped = getattr(b, "deviations", None)
-            if declared and shipped:
-                res = resources.files("ffnspec.adapters").joinpath("deviations", shipped)
-                devs_decl += xfails.parse(res.read_text(encoding="utf-8"), f"ffnspec.adapters/deviations/{shipped}")
+            if declared:
+                devs_decl += _adapter_deviations(b, spec_name)
             for path in xfail_files:
                 devs_decl += xfails.load(path)
         except xfails.XfailFileError as e:
-            raise pytest.UsageError(f"ffnspec: malformed xfail file: {e}") from None
+            raise pytest.UsageError(f"ffnspec: {e}") from None
         if cache_dir:
             from ffnspec.reference import tables
             tables.set_cache_dir(cache_dir)

@@ -52,13 +52,13 @@ def parse(text: str, source: str) -> list[Deviation]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise XfailFileError(f"{source}: not valid TOML: {e}") from None
+        raise XfailFileError(f"malformed xfail file {source}: not valid TOML: {e}") from None
     unknown_top = set(data) - {"deviation"}
     if unknown_top:
-        raise XfailFileError(f"{source}: unknown top-level key(s) {sorted(unknown_top)}; expected [[deviation]] tables")
+        raise XfailFileError(f"malformed xfail file {source}: unknown top-level key(s) {sorted(unknown_top)}; expected [[deviation]] tables")
     out = []
     for i, raw in enumerate(data.get("deviation", []), 1):
-        where = f"{source}: [[deviation]] #{i}"
+        where = f"malformed xfail file {source}: [[deviation]] #{i}"
         if not isinstance(raw, dict):
             raise XfailFileError(f"{where}: must be a table")
         bad = set(raw) - _KEYS
@@ -85,8 +85,12 @@ def parse(text: str, source: str) -> list[Deviation]:
 
 def load(path: str | Path) -> list[Deviation]:
     p = Path(path)
+    if not p.exists():
+        raise XfailFileError(f"xfail file {str(p)!r} does not exist")
+    if not p.is_file():
+        raise XfailFileError(f"xfail file {str(p)!r} is not a file")
     try:
         text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise XfailFileError(f"{p}: cannot read xfail file: {e.strerror}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise XfailFileError(f"xfail file {str(p)!r} cannot be read: {getattr(e, 'strerror', None) or e}") from None
     return parse(text, str(p))

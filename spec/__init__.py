@@ -127,6 +127,40 @@ def clauses() -> tuple[Clause, ...]:
     return tuple(found)
 
 
+@dataclass(frozen=True)
+class Op:
+    """An adapter op as spec/ops.toml defines it: how ffnspec calls it and what it returns."""
+    name: str
+    signature: str                       # the call, arguments in ffnspec's order
+    shape: str                           # result-shape rule (see spec/ops.toml)
+    meaning: str
+    like: str = ""
+    params: tuple[str, ...] = ()         # keyword parameters
+    labels: tuple[str, ...] = ()         # arguments passed as integer class labels (asindex)
+    optional: bool = False               # an op a library may lack without being incomplete
+
+    @property
+    def arguments(self) -> tuple[str, ...]:
+        """Positional argument names, in order."""
+        inner = self.signature[self.signature.index("(") + 1: self.signature.rindex(")")]
+        return tuple(a.strip() for a in inner.split(",") if a.strip() and "=" not in a)
+
+
+@functools.lru_cache(maxsize=None)
+def ops() -> dict[str, Op]:
+    """Every adapter op, from spec/ops.toml."""
+    data = tomllib.loads(resources.files(__name__).joinpath("ops.toml").read_text(encoding="utf-8"))
+    out = {}
+    for name, raw in data.get("op", {}).items():
+        try:
+            out[name] = Op(name=name, **{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        except TypeError as e:
+            raise SpecError(f"ops.toml: op {name!r}: {e}") from None
+        if not out[name].signature.startswith(f"{name}("):
+            raise SpecError(f"ops.toml: op {name!r}: signature {out[name].signature!r} names another op")
+    return out
+
+
 def clause(clause_id: str) -> Clause:
     for c in clauses():
         if c.id == clause_id:

@@ -141,6 +141,38 @@ def test_doc_pages_are_current():
         assert (docs / name).read_text(encoding="utf-8") == text, f"docs/clauses/{name} is stale: run `ffnspec docs`"
 
 
+# The adapter guide's ops table is generated; a stale one teaches the wrong argument order.
+def test_adapter_guide_ops_table_is_current():
+    guide = (ROOT / "docs" / "adapters.md").read_text(encoding="utf-8")
+    assert render.with_ops_table(guide) == guide, "docs/adapters.md's ops table is stale: run `ffnspec docs`"
+
+
+# Every op a clause calls is defined in spec/ops.toml, and the built-in backend offers each one
+# with the arity the signature gives.
+def test_every_op_is_specified_and_built_in():
+    import inspect
+    ops = spec.ops()
+    used = {o for c in CLAUSES for o in c.ops()}
+    assert used - set(ops) == set(), "ops used by clauses but missing from spec/ops.toml"
+    from ffnspec.adapters import numpy_backend
+    raw = {**numpy_backend._OUT_OPS, **{n: f for n, (f, _) in numpy_backend._HID_OPS.items()}}
+    for name, op in ops.items():
+        assert name in NumpyBackend().ops, f"the NumPy backend lacks op {name}"
+        try:
+            sig = inspect.signature(raw[name]) if name in raw else None
+        except ValueError:  # a ufunc
+            sig = None
+        if sig is not None and not any(p.kind is p.VAR_POSITIONAL for p in sig.parameters.values()):
+            params = [p for p in sig.parameters.values() if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            assert len(params) == len(op.arguments), (name, op.signature, params)
+
+
+# Clause pages cite the book and the provenance page, never a file a reader cannot open.
+def test_clause_pages_cite_no_seed_files():
+    for name, text in render.pages().items():
+        assert not re.search(r"\d{3}_[0-9a-f]{16}\.txt", text), name
+
+
 # Every [clause.id] cited in a conformance check, a deviation file or the docs must exist.
 def test_citations_name_existing_clauses():
     cited = set()

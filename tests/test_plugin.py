@@ -89,7 +89,7 @@ def test_malformed_xfail_file(pytester, text, says):
 # A deviation file that cannot be read is an error, not an empty declaration list.  [act.sigmoid]
 def test_missing_xfail_file(pytester):
     line = usage_error(pytester, "numpy", ("float32",), ("act.sigmoid",), "--ffnspec-xfail-file=/no/such/dev.toml")
-    assert "cannot read xfail file" in line and "/no/such/dev.toml" in line
+    assert line.endswith("xfail file '/no/such/dev.toml' does not exist"), line
 
 
 # ------------------------------------------------------------------ declared deviations ----
