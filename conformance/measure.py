@@ -53,6 +53,7 @@ class Record:
     message: str | None = None
     reproducer: str | None = None
     deviation: str | None = None
+    deviation_reproducer: str | None = None  # the declared entry's reproducer, when it gives one
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:

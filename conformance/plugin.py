@@ -10,7 +10,6 @@ xpass, and the last of the checks fails) only if none of them deviates.
 """
 from __future__ import annotations
 
-import fnmatch
 import warnings
 
 import pytest
@@ -93,20 +92,12 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if getattr(case, "deviation", None) is not None:
             d = case.deviation
             case.record.deviation = f"{d.reason} (declared in {d.source})"
+            case.record.deviation_reproducer = d.reproducer
             # not strict: a record is stale only if none of its checks shows the deviation (see below)
             item.add_marker(pytest.mark.xfail(reason=f"declared deviation: {d.reason}", strict=False))
-    from ffnspec import spec
-    selected = spec.select(patterns=sess.patterns)
-    for d in sess.deviations:
-        # Warn for typos, and for entries this run should have used; not for entries about other
-        # backends, dtypes or clauses than the ones selected (a shipped file covers them all).
-        typo = not any(fnmatch.fnmatchcase(c.id, d.clause) for c in spec.clauses())
-        in_scope = (d.backend in (None, sess.backend.name) and (d.dtype is None or set(d.dtype) & set(sess.dtypes))
-                    and any(fnmatch.fnmatchcase(c.id, d.clause) for c in selected))
-        if d.matched == 0 and (typo or in_scope):
-            warnings.warn(FfnspecWarning(f"ffnspec: declared deviation in {d.source} matches no "
-                                         f"{'clause id' if typo else 'collected check'}: clause={d.clause!r} "
-                                         f"backend={d.backend!r} dtype={d.dtype!r} mode={d.mode!r}"))
+    for d, why in sess.unmatched_deviations():
+        warnings.warn(FfnspecWarning(f"ffnspec: declared deviation in {d.source} {why}: clause={d.clause!r} "
+                                     f"backend={d.backend!r} dtype={d.dtype!r} mode={d.mode!r}"))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -13,7 +13,7 @@ import ffnspec
 from ffnspec import spec
 
 FAILING = ("fail", "error", "xpass", "internal_error")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # Worst last.  Within one record, a deviation seen by one check outranks the others' xpass.
 RANK = ("pending", "skipped", "pass", "xpass", "deviation", "not_implemented", "fail", "error", "internal_error")
 
@@ -39,13 +39,37 @@ def merged(records) -> list:
     return list(out.values())
 
 
+_VERSIONED = ("numpy", "scipy", "mpmath", "hypothesis", "pytest", "ml_dtypes", "python-flint")
+
+
 def _environment(sess) -> dict:
-    import numpy
-    env = {"python": platform.python_version(), "platform": platform.platform(), "numpy": numpy.__version__}
+    """Python, the platform, the versions of every library that decides a result, and the
+    backend's own version under its name."""
+    from importlib import metadata
+    env = {"python": platform.python_version(), "platform": platform.platform()}
+    for dist in _VERSIONED:
+        try:
+            env[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass  # an optional extra, not installed
     version = getattr(sess.backend, "version", None)
     if version:
         env[sess.backend.name] = str(version)
     return env
+
+
+def environment_text(env: dict) -> str:
+    """The environment as one line of text."""
+    rest = ", ".join(f"{k} {v}" for k, v in env.items() if k not in ("python", "platform"))
+    return f"Python {env['python']} on {env['platform']}; {rest}"
+
+
+def _deviation_entries(sess) -> list[dict]:
+    unmatched = {id(d): why for d, why in sess.unmatched_deviations()}
+    return [{"clause": d.clause, "backend": d.backend, "dtype": list(d.dtype) if d.dtype else None,
+             "device": d.device, "mode": d.mode, "reason": d.reason, "reproducer": d.reproducer,
+             "source": d.source, "matched": d.matched, "unmatched": unmatched.get(id(d))}
+            for d in sess.deviations]
 
 
 def as_dict(sess) -> dict:
@@ -63,6 +87,7 @@ def as_dict(sess) -> dict:
         "profile": sess.profile,
         "environment": _environment(sess),
         "summary": _summary(counts),
+        "deviations": _deviation_entries(sess),
         "records": [r.to_json() for r in records],
     }
 
@@ -116,8 +141,9 @@ def markdown(data: dict) -> str:
     verdict = s["verdict"]
     lines = [f"# ffnspec {data['edition']} conformance: {b['name']}", "",
              f"**{verdict}** -- " + ", ".join(f"{k}: {v}" for k, v in sorted(s["verdicts"].items())), "",
-             f"dtypes {', '.join(data['dtypes'])}; devices {', '.join(data['devices'])}; profile {data['profile']}; "
-             f"conventions {b['conventions']}; {data['environment']}", "",
+             f"dtypes {', '.join(data['dtypes'])}; devices {', '.join(data['devices'])}; profile {data['profile']}", "",
+             f"Environment: {environment_text(data['environment'])}", "",
+             "Conventions declared: " + (", ".join(f"{k} = {v}" for k, v in b["conventions"].items()) or "none"), "",
              "| clause | dtype | device | mode | verdict | max error (criterion) | max ULP | grade | examples |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in data["records"]:
@@ -131,8 +157,29 @@ def markdown(data: dict) -> str:
         for r in devs:
             lines += [f"### [{r['clause']}] {r['dtype']} {r['device']} {r['mode'] or ''} -- {r['verdict']}", "",
                       r["deviation"] or "", ""]
+            if r.get("deviation_reproducer"):
+                lines += ["Reproducer (from the declaration):", "", "```python", r["deviation_reproducer"], "```", ""]
             if r["message"]:
-                lines += ["```", r["message"], "```", ""]
+                lines += ["What this run measured:", "", "```", r["message"], "```", ""]
+    stale = [d for d in data.get("deviations", []) if d["unmatched"]]
+    if stale:
+        lines += ["", "## Declared deviations that matched nothing", "",
+                  "Each entry below was read but applied to no check of this run: a typo in its clause, or a "
+                  "dtype, mode or device this run did not check.", "",
+                  "| clause | backend | dtype | mode | source | why |", "|---|---|---|---|---|---|"]
+        for d in stale:
+            lines.append(f"| {d['clause']} | {d['backend'] or 'any'} | {', '.join(d['dtype'] or ['any'])} | "
+                         f"{d['mode'] or 'any'} | {d['source']} | {d['unmatched']} |")
+    missing = [r for r in data["records"] if r["verdict"] == "not_implemented"]
+    if missing:
+        lines += ["", "## Not implemented", "",
+                  "The backend lacks the op or capability these clauses need (an op missing from its OpTable, "
+                  "an op declared unavailable in a dtype through op_dtypes, or no vjp/jvp).  They are neither "
+                  "passed nor failed, and the verdict counts them: the run is incomplete.", "",
+                  "| clause | dtype | device | mode | what is missing |", "|---|---|---|---|---|"]
+        for r in missing:
+            lines.append(f"| [{r['clause']}] | {r['dtype']} | {r['device']} | {r['mode'] or ''} | "
+                         f"{cut(r['message'], 200)} |")
     bad = [r for r in data["records"] if r["verdict"] in ("fail", "error")]
     if bad:
         lines += ["", "## Failures", ""]

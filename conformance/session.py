@@ -179,6 +179,23 @@ class Session:
             tables.set_cache_dir(cache_dir)
         return cls(spec_name, b, wanted, devs, patterns, profile, devs_decl)
 
+    def unmatched_deviations(self) -> list[tuple[xfails.Deviation, str]]:
+        """Declared entries that matched no check of this run, with why: a typo (no clause id
+        matches) or an entry this run should have used.  Entries about other backends, dtypes or
+        clauses than the ones selected are not listed (a shipped file covers them all)."""
+        import fnmatch
+        selected = spec.select(patterns=self.patterns)
+        out = []
+        for d in self.deviations:
+            if d.matched:
+                continue
+            typo = not any(fnmatch.fnmatchcase(c.id, d.clause) for c in spec.clauses())
+            in_scope = (d.backend in (None, self.backend.name) and (d.dtype is None or set(d.dtype) & set(self.dtypes))
+                        and any(fnmatch.fnmatchcase(c.id, d.clause) for c in selected))
+            if typo or in_scope:
+                out.append((d, "matches no clause id" if typo else "matches no collected check"))
+        return out
+
     @property
     def hypothesis_settings(self):
         from hypothesis import HealthCheck, settings

@@ -389,6 +389,12 @@ class RaisingSoftplus(Mutant):
     replace = {"softplus": _raise}
 
 
+class TanhWithoutFloat16(Mutant):
+    """Not a defect: an op declared unavailable in a dtype reads "not_implemented" there (tests/test_plugin.py)."""
+    defect = "tanh offered in float32 and float64 only"
+    op_dtypes = {"tanh": ("float32", "float64")}
+
+
 class MissingLogSigmoid(Mutant):
     """Not a defect: an absent op must read "not_implemented", never "pass" (tests/test_plugin.py)."""
     defect = "log_sigmoid is absent"

@@ -117,16 +117,26 @@ def test_unmatched_xfail_entry_warns(pytester):
     assert len(warned) == 2, out
     assert "matches no clause id: clause='act.sigmiod'" in warned[0]
     assert "matches no collected check: clause='act.sigmoid'" in warned[1] and "mode='vjp'" in warned[1]
+    # ... and listed in the report, which outlives the terminal
+    why = {(d["clause"], d["mode"], d["backend"]): d["unmatched"] for d in report["deviations"]}
+    assert why == {("act.sigmiod", None, None): "matches no clause id",
+                   ("act.sigmoid", "vjp", None): "matches no collected check",
+                   ("act.tanh", None, None): None, ("act.sigmoid", None, "torch"): None}
+    md = (Path(re.search(r"^report: (.*)/report\.json", out, re.M)[1]) / "report.md").read_text()
+    assert "## Declared deviations that matched nothing" in md and "| act.sigmiod |" in md
 
 
 def test_declared_deviation_turns_failure_into_deviation(pytester):
     # A backend that genuinely differs declares it; the run passes and the report shows it.  [act.sigmoid]
     ret, report, out = run_suite(pytester, "tests.mutants:NaiveSigmoid", ("float32",), ("act.sigmoid",), xfail_file(
-        pytester, '[[deviation]]\nclause = "act.sigmoid"\ndtype = ["float32"]\nreason = "no subnormal tail"\n'),
-        cache=False)
+        pytester, '[[deviation]]\nclause = "act.sigmoid"\ndtype = ["float32"]\nreason = "no subnormal tail"\n'
+                  'reproducer = "print(sigmoid(-100.0))"\n'), cache=False)
     assert ret == pytest.ExitCode.OK, out
     (rec,) = report["records"]
     assert rec["verdict"] == "deviation" and "no subnormal tail" in rec["deviation"]
+    assert rec["deviation_reproducer"] == "print(sigmoid(-100.0))"
+    md = (Path(re.search(r"^report: (.*)/report\.json", out, re.M)[1]) / "report.md").read_text()
+    assert "Reproducer (from the declaration):" in md and "print(sigmoid(-100.0))" in md
     assert "[act.sigmoid]" in rec["message"]  # the failure it excuses stays on record
     assert report["summary"] == {"verdicts": {"deviation": 1}, "conforms": True, "complete": True,
                                  "declared_deviations": 1, "verdict": "conforms with declared deviations"}
@@ -218,6 +228,16 @@ def test_missing_op_is_not_implemented_not_pass(pytester):
     assert report["summary"]["verdicts"] == {"not_implemented": 4, "pass": 1}
     assert not report["summary"]["complete"] and "4 check(s) not implemented" in report["summary"]["verdict"]
     assert ret == pytest.ExitCode.OK, out
+    md = (Path(re.search(r"^report: (.*)/report\.json", out, re.M)[1]) / "report.md").read_text()
+    assert "## Not implemented" in md and "does not implement op(s): log_sigmoid" in md
+
+
+def test_op_unavailable_in_a_dtype_is_not_implemented(pytester):
+    # A library without a float16 version of an op declares it (op_dtypes); never a pass.  [act.tanh]
+    ret, report, out = run_suite(pytester, "tests.mutants:TanhWithoutFloat16", ("float16", "float32"), ("act.tanh",))
+    v = {r["dtype"]: r for r in report["records"]}
+    assert v["float16"]["verdict"] == "not_implemented" and "unavailable in float16" in v["float16"]["message"]
+    assert v["float32"]["verdict"] == "pass" and ret == pytest.ExitCode.OK, out
 
 
 def test_missing_forward_mode_is_not_implemented(pytester):
