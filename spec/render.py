@@ -86,8 +86,14 @@ def clause_page(c: Clause) -> str:
     if t.accumulation:
         lines.append(f"- **Accumulation term A:** `ffnspec.reference.{t.accumulation}`, in units of u_acc "
                      "(float32 for 16-bit storage, the format's own u otherwise)")
+    if t.accuracy is not None:
+        lines.append(f"- **Accuracy (findings):** {t.accuracy:g} ULP of the exact value" if t.accuracy_scale is None else
+                     f"- **Accuracy (findings):** mixed, k = {t.accuracy:g} with S_acc(z) = "
+                     f"`ffnspec.reference.{t.accuracy_scale}`")
     lines += ["- **Graded beyond MUST:** correctly rounded / faithful / <=2 / <=4 / <=16 / >16 ULP"
               if t.criterion in ("ulp", "mixed") else "", "", "### Derivation", "", "```", t.derivation.strip(), "```"]
+    if t.accuracy is not None:
+        lines += ["", "### Derivation of the accuracy criterion", "", "```", t.accuracy_derivation.strip(), "```"]
     if c.relations:
         lines += ["", "## Relations checked", ""]
         for rel in c.relations:
