@@ -54,10 +54,14 @@ class Record:
     reproducer: str | None = None
     deviation: str | None = None
     deviation_reproducer: str | None = None  # the declared entry's reproducer, when it gives one
+    unexcused: int = 0                 # violations outside a scoped declared deviation (they fail)
+    unexcused_worst: list[float] | None = None  # [error, *input] of the worst of them
     notes: list[str] = field(default_factory=list)
+    scope: Any = field(default=None, repr=False, compare=False)  # the declared deviation (not reported)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
+        d.pop("scope")
         for k in ("max_error", "max_ulp", "worst_output", "worst_exact"):
             v = d[k]
             if v is not None and not np.isfinite(v):
@@ -74,6 +78,8 @@ class Record:
         if error.size == 0:
             return
         self.examples += int(error.size)
+        if self.scope is not None and self.scope.scoped:
+            self._check_scope(inputs, error)
         i = int(np.argmax(error))
         if error[i] >= self.max_error or self.worst_input is None:
             self.max_error = float(error[i])
@@ -88,6 +94,22 @@ class Record:
             self.max_distance = max(self.max_distance or 0, d)
         if self.max_ulp is not None and self.max_distance is not None:
             self.grade = grade(self.max_ulp, self.max_distance)
+
+
+    def _check_scope(self, inputs: list[np.ndarray], error: np.ndarray) -> None:
+        """Count the violations a scoped declared deviation does not cover: above its ceiling or
+        outside its region (the criterion's violation threshold: must for ulp and mixed, 1 for
+        identity residuals in allowance units, 0 for exact relations)."""
+        limit = {"ulp": self.must, "mixed": self.must, "identity": 1.0}.get(self.criterion, 0.0)
+        bad = ~(error <= (limit if limit is not None else 0.0))
+        out = bad & ~self.scope.covers(inputs, error)
+        if out.any():
+            self.unexcused += int(out.sum())
+            i = int(np.argmax(np.where(out, np.nan_to_num(error, nan=np.inf, posinf=np.inf), -1.0)))
+            if self.unexcused_worst is None or not error[i] <= self.unexcused_worst[0]:
+                args = [np.asarray(a, dtype=np.float64).reshape(error.size, -1)[i, 0] for a in inputs
+                        if np.asarray(a).size and np.asarray(a).size % error.size == 0]
+                self.unexcused_worst = [float(error[i]), *map(float, args)]
 
 
 def reproducer(target: Target, op_call: str | list[str], inputs: list[float]) -> str:

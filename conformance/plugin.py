@@ -139,6 +139,17 @@ def pytest_runtest_makereport(item, call):
             and item.config.option.tbstyle == "auto"):
         rep.longrepr = rec.message  # the message carries clause, criterion, worst input and reproducer
     xfailed = hasattr(rep, "wasxfail")
+    if xfailed and rep.skipped and rec.unexcused:
+        # a violation outside the declared deviation's scope is a failure, not the old deviation
+        d = case.deviation
+        err, *where = rec.unexcused_worst
+        rec.verdict = "fail"
+        rec.message = (f"{case.clause.citation}: {rec.unexcused} violation(s) outside the declared deviation's "
+                       f"scope ({d.scope_text()}; declared in {d.source}): worst error {err:.4g} at input "
+                       f"({', '.join(repr(w) for w in where)})\n" + (rec.message or ""))
+        rep.outcome, rep.longrepr = "failed", rec.message
+        del rep.wasxfail
+        xfailed = False
     if rep.passed and not xfailed:
         rec.verdict = "pass"
     elif rep.skipped and xfailed:

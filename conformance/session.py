@@ -213,7 +213,7 @@ class Session:
             case = Case(clause, target, mode, rec, self.hypothesis_settings)
             for dev in self.deviations:
                 if dev.matches(clause=clause.id, backend=self.backend.name, dtype=dtype, device=device, mode=mode):
-                    case.deviation = dev
+                    case.deviation = rec.scope = dev
                     dev.matched += 1
                     break
             out.append(case)

@@ -79,6 +79,8 @@ def test_clauses_matching_nothing(pytester):
     ('[[deviation]]\nclause = "act.sigmoid"\nreason = "r"\nplatform = "x"\n', "unknown key(s) ['platform']"),
     ('[[deviations]]\nclause = "act.sigmoid"\nreason = "r"\n', "unknown top-level key(s)"),
     ('[[deviation]]\nclause = "act.sigmoid"\nreason = "r"\ndtype = 32\n', "'dtype' must be a string or a list"),
+    ('[[deviation]]\nclause = "act.sigmoid"\nreason = "r"\nceiling = -1\n', "'ceiling' must be a non-negative"),
+    ('[[deviation]]\nclause = "act.sigmoid"\nreason = "r"\nregion = [[1, 0]]\n', "'region' must be a list"),
 ])
 def test_malformed_xfail_file(pytester, text, says):
     # A deviation file that is silently misread would hide a failure.  [act.sigmoid]
@@ -140,6 +142,24 @@ def test_declared_deviation_turns_failure_into_deviation(pytester):
     assert "[act.sigmoid]" in rec["message"]  # the failure it excuses stays on record
     assert report["summary"] == {"verdicts": {"deviation": 1}, "conforms": True, "complete": True,
                                  "declared_deviations": 1, "verdict": "conforms with declared deviations"}
+
+
+@pytest.mark.parametrize("scope, verdict", [
+    ("region = [[-104.0, -87.0]]\nceiling = 8.4e6\n", "deviation"),  # the subnormal tail, 2^23 ULP at most
+    ("region = [[-95.0, -87.0]]\n", "fail"),                          # part of the tail is outside
+    ("ceiling = 1e3\n", "fail"),                                      # errors reach 2^21 ULP
+])
+def test_scoped_deviation_excuses_only_its_scope(pytester, scope, verdict):
+    # A new defect in an already-declared record must not pass as the old deviation.  [act.sigmoid]
+    ret, report, out = run_suite(pytester, "tests.mutants:NaiveSigmoid", ("float32",), ("act.sigmoid",), xfail_file(
+        pytester, f'[[deviation]]\nclause = "act.sigmoid"\nreason = "no subnormal tail"\n{scope}'), cache=False)
+    (rec,) = report["records"]
+    assert rec["verdict"] == verdict, (rec["verdict"], rec["message"])
+    if verdict == "fail":
+        assert rec["unexcused"] > 0 and "outside the declared deviation's scope" in rec["message"]
+        assert ret == pytest.ExitCode.TESTS_FAILED
+    else:
+        assert rec["unexcused"] == 0 and ret == pytest.ExitCode.OK, out
 
 
 def test_deviation_scoped_to_one_mode(pytester):
