@@ -12,6 +12,7 @@ import hypothesis  # noqa: F401
 import mpmath  # noqa: F401
 import pytest
 
+import ffnspec.adapters.numpy_backend  # noqa: F401  (ml_dtypes registers its dtypes with numpy once)
 import ffnspec.conformance.checks  # noqa: F401
 import ffnspec.conformance.inputs  # noqa: F401
 import ffnspec.conformance.report  # noqa: F401
