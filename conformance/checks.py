@@ -17,8 +17,8 @@ import numpy as np
 
 from ffnspec import spec
 from ffnspec.conformance import properties
-from ffnspec.conformance.harness import AdapterFault, Target
-from ffnspec.conformance.measure import Record, fail
+from ffnspec.conformance.machinery.harness import AdapterFault, Target
+from ffnspec.conformance.machinery.records import Record, fail
 from ffnspec.reference import tables
 from ffnspec.reference.floatformat import ulp, ulp_distance, ulp_error
 

@@ -17,8 +17,8 @@ import numpy as np
 
 from ffnspec import spec
 from ffnspec.conformance import conventions
-from ffnspec.conformance.harness import OpProgram, Target
-from ffnspec.conformance.measure import Record, fail
+from ffnspec.conformance.machinery.harness import OpProgram, Target
+from ffnspec.conformance.machinery.records import Record, fail
 from ffnspec.reference import function, precision, tables
 from ffnspec.reference.floatformat import Format, ordinal, round_array
 

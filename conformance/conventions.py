@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from ffnspec import spec
-from ffnspec.conformance.harness import NotImplementedByBackend, OpProgram, Target, format_float
-from ffnspec.conformance.measure import Record, fail
+from ffnspec.conformance.machinery.harness import NotImplementedByBackend, OpProgram, Target, format_float
+from ffnspec.conformance.machinery.records import Record, fail
 from ffnspec.reference.floatformat import round_array
 
 CLAUSE = "hid.conventions"

@@ -20,8 +20,8 @@ import numpy as np
 
 from ffnspec import spec
 from ffnspec.conformance import conventions
-from ffnspec.conformance.harness import OpProgram, Target, format_float
-from ffnspec.conformance.measure import Record, fail
+from ffnspec.conformance.machinery.harness import OpProgram, Target, format_float
+from ffnspec.conformance.machinery.records import Record, fail
 from ffnspec.reference import tables
 from ffnspec.reference.floatformat import Format, from_ordinal, ordinal, round_array, ulp_distance, ulp_error
 

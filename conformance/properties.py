@@ -8,7 +8,7 @@ from typing import Callable
 
 import numpy as np
 
-from ffnspec.conformance import inputs
+from ffnspec.conformance.inputs import scalars
 from ffnspec.reference import tables
 from ffnspec.reference.floatformat import ulp
 
@@ -44,7 +44,7 @@ def sigmoid_in_unit_interval(target, z):
 @predicate("nondecreasing")
 def nondecreasing(target, z):
     # sorted, one zero; each input's grid successors make adjacent pairs even for random z
-    z = np.unique(np.concatenate([inputs.successors(z, target.fmt), [-np.inf, np.inf]]))
+    z = np.unique(np.concatenate([scalars.successors(z, target.fmt), [-np.inf, np.inf]]))
     y = target.call("sigmoid", z)
     bad = y[1:] < y[:-1]
     return Outcome([z[1:]], y[1:], y[:-1], bad, "sigmoid decreased between adjacent inputs "

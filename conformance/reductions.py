@@ -28,9 +28,9 @@ from typing import Callable
 import numpy as np
 
 from ffnspec import spec
-from ffnspec.conformance import vectors
-from ffnspec.conformance.harness import (AdapterFault, REDUCTION_SHAPES, Target, format_float, reduction_shape)
-from ffnspec.conformance.measure import ConformanceFailure, Record, grade
+from ffnspec.conformance.inputs import rows
+from ffnspec.conformance.machinery.harness import (AdapterFault, REDUCTION_SHAPES, Target, format_float, reduction_shape)
+from ffnspec.conformance.machinery.records import ConformanceFailure, Record, grade
 from ffnspec.reference import tables
 from ffnspec.reference.floatformat import (Format, from_ordinal, get_format, ordinal, round_array, ulp, ulp_distance,
                                            ulp_error)
@@ -221,7 +221,7 @@ def fail(record: Record, clause: spec.Clause, target: Target, *, what: str, crit
 
 
 def _item_arrays(op: str, group, i: int, scalar: bool) -> list[tuple[np.ndarray, bool]]:
-    from ffnspec.conformance.harness import INDEX_ARGS
+    from ffnspec.conformance.machinery.harness import INDEX_ARGS
     idx = INDEX_ARGS.get(op, ())
     return [(a[i] if scalar else a[i:i + 1], k in idx) for k, a in enumerate(group)]
 
@@ -928,7 +928,7 @@ def structural(clause: spec.Clause, target: Target, record: Record) -> None:
             if op not in target.backend.ops:
                 record.notes.append(f"{op}: not implemented")
                 continue
-            group = tuple(a[:4] for a in vectors.groups(c.extra["vectors"], target.fmt)[0])
+            group = tuple(a[:4] for a in rows.groups(c.extra["vectors"], target.fmt)[0])
             args = _op_args(op, group)
             scalar = REDUCTION_SHAPES.get(op) == "scalar"
             calls = [tuple(a[0] for a in args)] if scalar else [args, tuple(a[0] for a in args)]
@@ -947,5 +947,5 @@ def structural(clause: spec.Clause, target: Target, record: Record) -> None:
                     continue
                 record.violations += 1
                 record.worst_input = [float(v) for v in np.ravel(args[0])[:8]]
-                from ffnspec.conformance.measure import fail as fail_
+                from ffnspec.conformance.machinery.records import fail as fail_
                 fail_(record, clause, target, what=str(e), op_call=_call_text(op), criterion=clause.statement)

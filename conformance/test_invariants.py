@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from ffnspec import spec
-from ffnspec.conformance import checks, inputs, reductions
+from ffnspec.conformance import checks, reductions
+from ffnspec.conformance.inputs import scalars
 
 STRUCTURAL = {"num.dtype", "num.shape", "num.no_mutation"}
 
@@ -29,6 +30,6 @@ def test_invariance(case):
             reductions.structural(case.clause, case.target, case.record)  # ops over rows, losses
         elif case.clause.id == "num.length_invariance":
             checks.length_invariance(case.clause, case.target, case.record, _ops(case), _sample(case),
-                                     inputs.LENGTHS)
+                                     scalars.LENGTHS)
         else:
             raise AssertionError(f"no check for invariance clause {case.clause.id}")

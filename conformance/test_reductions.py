@@ -1,11 +1,12 @@
 """Ops over rows and batches (the out family): softmax, logsumexp, log-softmax and the losses."""
 import pytest
 
-from ffnspec.conformance import reductions, vectors
+from ffnspec.conformance import reductions
+from ffnspec.conformance.inputs import rows
 
 
 def _groups(case):
-    return vectors.groups(case.clause.extra["vectors"], case.target.fmt)
+    return rows.groups(case.clause.extra["vectors"], case.target.fmt)
 
 
 def _explore(case, check, **kw):
@@ -14,7 +15,7 @@ def _explore(case, check, **kw):
     2/5 of the profile's examples (8 of 20 in the default profile); the deterministic groups
     carry the lengths, spreads and special rows."""
     from hypothesis import given, settings
-    strategy = vectors.strategy(case.clause.extra["vectors"], case.target.fmt)
+    strategy = rows.strategy(case.clause.extra["vectors"], case.target.fmt)
     if strategy is None:
         return
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from ffnspec import spec
-from ffnspec.conformance.harness import OpProgram, Target, format_float
-from ffnspec.conformance.measure import Record, fail
+from ffnspec.conformance.machinery.harness import OpProgram, Target, format_float
+from ffnspec.conformance.machinery.records import Record, fail
 from ffnspec.conformance.piecewise import kink_inputs
 
 CHECKS: dict[str, Callable] = {}

@@ -45,7 +45,7 @@ def _table(headers: list[str], rows: list[list[str]], title: str | None = None) 
 def _run(args: argparse.Namespace) -> int:
     import pytest
 
-    from ffnspec.conformance.session import Session
+    from ffnspec.conformance.machinery.session import Session
     try:  # validate before starting pytest, so bad input is one line
         Session.from_options(backend=args.backend, dtype=args.dtype, device=args.device, clauses=args.clauses,
                              xfail_files=args.xfail_file or [], profile=args.profile,

@@ -1,4 +1,4 @@
-"""Comparing two reports record by record (conformance/report.compare and its python -m entry)."""
+"""Comparing two reports record by record (machinery/report.compare and its python -m entry)."""
 from __future__ import annotations
 
 import copy
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from ffnspec.conformance import compare as compare_cli
-from ffnspec.conformance.report import MEASURED, TEXT, Difference, compare
+from ffnspec.conformance.machinery import compare as compare_cli
+from ffnspec.conformance.machinery.report import MEASURED, TEXT, Difference, compare
 from tests._inner import run_suite
 
 

@@ -91,11 +91,12 @@ def _complete_out_kinds(clause):
     """The out family's kinds (conformance/reductions.py): an input recipe; values name a reference
     and, for the mixed bound, k and any S, A; derivatives name a reference per mode; properties a
     registered predicate."""
-    from ffnspec.conformance import reductions, vectors
+    from ffnspec.conformance import reductions
+    from ffnspec.conformance.inputs import rows
     t = clause.tolerance
     if not clause.kind.startswith("reduction"):
         return
-    assert clause.op and clause.extra.get("vectors") in vectors.RECIPES
+    assert clause.op and clause.extra.get("vectors") in rows.RECIPES
     for ref in (t.scale, t.accumulation):
         if ref:
             function(ref)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ffnspec.conformance.harness import Target, format_float
+from ffnspec.conformance.machinery.harness import Target, format_float
 from ffnspec.spec import Clause
 
 GRADES = ("correctly rounded", "faithful", "<=2 ULP", "<=4 ULP", "<=16 ULP", ">16 ULP")

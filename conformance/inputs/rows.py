@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 from hypothesis import strategies as st
 
-from ffnspec.conformance import inputs
+from ffnspec.conformance.inputs import scalars
 from ffnspec.reference.floatformat import Format, round_array
 
 LENGTHS = (1, 2, 3, 8, 17, 1000, 1026)
@@ -90,7 +90,7 @@ def logits(fmt: Format) -> list[Group]:
 @functools.lru_cache(maxsize=None)
 def pairs(fmt: Format) -> list[Group]:
     """Rows [0, z] for every z of the unary input region (every finite value in 16-bit formats)."""
-    z = inputs.region(fmt)
+    z = scalars.region(fmt)
     return [(np.stack([np.zeros_like(z), z], axis=1),)]
 
 
@@ -152,7 +152,7 @@ def logits_soft(fmt: Format) -> list[Group]:
 def binary(fmt: Format) -> list[Group]:
     """(z, y) elementwise: every z of the unary region with y = 0 and y = 1, and every 16th with
     soft targets y in {1/4, RN(0.3), 1/2, 3/4}."""
-    z = inputs.region(fmt)
+    z = scalars.region(fmt)
     soft = z[::16]
     targets = (0.25, float(round_array(np.array([0.3]), fmt)[0]), 0.5, 0.75)
     zs = np.concatenate([z, z] + [soft] * len(targets))
@@ -245,7 +245,7 @@ def samples(fmt: Format) -> list[Group]:
 
 # --------------------------------------------------------------- hypothesis ----
 def _values(fmt: Format, *, masked: bool = False, bound: float | None = None) -> st.SearchStrategy[float]:
-    v = inputs.floats(fmt)
+    v = scalars.floats(fmt)
     if bound is not None:
         v = v.filter(lambda x: abs(x) <= bound)
     if masked:

@@ -1,6 +1,6 @@
 """Compare two conformance reports record by record.
 
-    python -m ffnspec.conformance.compare A B [--text] [--fields F,...]
+    python -m ffnspec.conformance.machinery.compare A B [--text] [--fields F,...]
 
 A and B are report.json files or report directories.  Records are matched by clause,
 backend, device, dtype and mode and compared on the verdict and the measured values
@@ -13,11 +13,11 @@ import argparse
 import json
 import sys
 
-from ffnspec.conformance import report
+from ffnspec.conformance.machinery import report
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ffnspec.conformance.compare",
+    p = argparse.ArgumentParser(prog="python -m ffnspec.conformance.machinery.compare",
                                 description="Compare two conformance reports record by record.")
     p.add_argument("a", help="report.json or report directory")
     p.add_argument("b", help="report.json or report directory")
