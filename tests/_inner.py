@@ -13,7 +13,7 @@ import mpmath  # noqa: F401
 import pytest
 
 import ffnspec.adapters.numpy_backend  # noqa: F401  (ml_dtypes registers its dtypes with numpy once)
-import ffnspec.conformance.checks  # noqa: F401
+import ffnspec.conformance.checks.accuracy  # noqa: F401
 import ffnspec.conformance.inputs.scalars  # noqa: F401
 import ffnspec.conformance.machinery.report  # noqa: F401
 import ffnspec.conformance.machinery.session  # noqa: F401

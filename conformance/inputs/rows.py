@@ -14,6 +14,9 @@ Rows cover (ARCHITECTURE.md "Inputs that find real defects"):
 - masked rows (-inf entries: excluded classes), ties (all equal; two maxima), rows at the
   format's extremes (+-max_finite), and rows far below 0 (where e^z underflows unshifted);
 - exhaustively every finite 16-bit z for the pairs [0, z] and for binary cross-entropy.
+
+Also here: the cotangents and tangents of derivative checks (``directions``) and the
+arguments of an op taken from a recipe's group (``op_args``).
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from typing import Callable
 import numpy as np
 from hypothesis import strategies as st
 
+from ffnspec import spec
 from ffnspec.conformance.inputs import scalars
 from ffnspec.reference.floatformat import Format, round_array
 
@@ -366,3 +370,21 @@ def groups(name: str, fmt: Format) -> list[Group]:
 def strategy(name: str, fmt: Format) -> st.SearchStrategy[Group] | None:
     make = RECIPES[name].strategy
     return make(fmt) if make is not None else None
+
+
+# ------------------------------------------------ directions, op arguments ----
+def directions(clause: spec.Clause, dtype: str, shapes: list[tuple[int, ...]], salt: int) -> list[np.ndarray]:
+    """Cotangents or tangents: multiples of 1/4 in [-4, 4], seeded by clause, dtype and group.  Their
+    differences are exact in every format, so no exact value of J t is a rounding midpoint shifted
+    by an unresolvably small term (e.g. e^(-max_finite)), which Ziv's test could not settle."""
+    rng = np.random.default_rng(zlib.crc32(f"{clause.id}|{dtype}|{salt}".encode()))
+    return [rng.integers(-16, 17, size=s) / 4.0 for s in shapes]
+
+
+def op_args(op: str, group: Group) -> Group:
+    """The op's arguments from a group of the recipe of a clause that uses it."""
+    if op == "bce_pos_weight":
+        return (group[0], group[1], np.ones_like(group[0]))
+    if op == "bce_prob":
+        return (np.full_like(group[0], 0.25), group[1])
+    return group

@@ -1,6 +1,8 @@
 """One conformance run: the chosen backend, dtypes, devices, clauses, declared
 deviations and hypothesis settings, and the cases (clause x target x mode) that
-the test modules are parametrised over."""
+the test modules are parametrised over.  A case's inputs: the deterministic region
+and hypothesis-drawn arrays (scalar clauses), or the groups of the clause's recipe
+and hypothesis-drawn groups (clauses over rows and batches)."""
 from __future__ import annotations
 
 import contextlib
@@ -54,6 +56,13 @@ class Case:
             self.record.message = str(e)
             pytest.skip(f"not implemented: {e}")
 
+    def run(self, check: Callable, **kw) -> None:
+        """``check(clause, target, record, z, **kw)`` on the region, then on hypothesis-drawn
+        arrays, supervised (a scalar clause's whole check)."""
+        with self.supervised():
+            check(self.clause, self.target, self.record, self.region(), **kw)
+            self.explore(check, **kw)
+
     def explore(self, check: Callable, **kw) -> None:
         """Run ``check(clause, target, record, z, **kw)`` on hypothesis-drawn arrays."""
         from hypothesis import given
@@ -66,6 +75,31 @@ class Case:
             check(self.clause, self.target, self.record, z, **kw)
 
         explore()
+
+
+def groups(case: Case) -> list[tuple]:
+    """The deterministic groups of the clause's recipe (clauses over rows and batches)."""
+    from ffnspec.conformance.inputs import rows
+    return rows.groups(case.clause.extra["vectors"], case.target.fmt)
+
+
+def explore_groups(case: Case, check: Callable, **kw) -> None:
+    """The check again on hypothesis-drawn groups of the clause's recipe.  A drawn group is up to
+    3 rows of up to 17 entries, each needing its own reference evaluation, so these checks draw
+    2/5 of the profile's examples (8 of 20 in the default profile); the deterministic groups
+    carry the lengths, spreads and special rows."""
+    from hypothesis import given, settings
+    from ffnspec.conformance.inputs import rows
+    strategy = rows.strategy(case.clause.extra["vectors"], case.target.fmt)
+    if strategy is None:
+        return
+
+    @settings(case.settings, max_examples=max(1, case.settings.max_examples * 2 // 5))
+    @given(strategy)
+    def explore(group):
+        check(case.clause, case.target, case.record, group, **kw)
+
+    explore()
 
 
 @dataclass
