@@ -18,7 +18,7 @@ KINDS = ("accuracy", "derivative", "identity", "property", "special", "invarianc
          # hid family: exact piecewise-linear values and (sub)gradients, structured ops and
          # programs (a registered check per clause), kink/tie conventions, op variants
          "piecewise", "subgradient", "composite", "gradient", "convention", "variant",
-         # out family: ops over a row or a batch (softmax, logsumexp, losses), conformance/reductions.py
+         # out family: ops over a row or a batch (softmax, logsumexp, losses), conformance/out.py
          "reduction", "reduction_derivative", "reduction_property")
 MODED_KINDS = ("derivative", "subgradient", "gradient",  # checked once per AD mode (vjp, jvp)
                "reduction_derivative")

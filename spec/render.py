@@ -68,8 +68,8 @@ def clause_page(c: Clause) -> str:
         lines.append("- **Op parameters:** " + ", ".join(f"`{k}` = {v}" for k, v in c.params.items()))
     if c.domain:
         lines.append(f"- **Domain:** [{c.domain[0]:g}, {c.domain[1]:g}]")
-    if "vectors" in c.extra:  # out family: ops over rows and batches (conformance/reductions.py)
-        lines.append(f"- **Inputs:** `ffnspec.conformance.vectors.{c.extra['vectors']}`"
+    if "vectors" in c.extra:  # ops over rows and batches (out family): a recipe of conformance/inputs/rows.py
+        lines.append(f"- **Inputs:** `ffnspec.conformance.inputs.rows.{c.extra['vectors']}`"
                      + (f"; differentiated w.r.t. argument(s) {c.extra['wrt']}" if "wrt" in c.extra else ""))
     for mode, refs in c.extra.get("modes", {}).items():
         lines.append(f"- **{mode}:** reference `ffnspec.reference.{refs['reference']}`"

@@ -1,5 +1,5 @@
 """Reports: JSON (schema in docs/report-schema.json) and a Markdown summary, both
-written only from the records."""
+written only from the records; ``compare`` lists where two reports' records differ."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,6 +8,7 @@ import json
 import platform
 from collections import Counter
 from pathlib import Path
+from typing import Any, NamedTuple, Sequence
 
 import ffnspec
 from ffnspec import spec
@@ -227,3 +228,59 @@ def summary_lines(sess) -> list[str]:
     s = data["summary"]
     counts = ", ".join(f"{k} {v}" for k, v in sorted(s["verdicts"].items()))
     return lines + [f"ffnspec {data['edition']} -- {sess.backend.name}: {s['verdict'].upper()} ({counts})"]
+
+
+# ---------------------------------------------------------------- comparison ----
+IDENTITY = ("clause", "backend", "device", "dtype", "mode")
+# What a check measured: at a fixed seed (--ffnspec-profile ci) a run repeats these exactly.
+MEASURED = ("verdict", "examples", "violations", "max_error", "max_ulp", "max_distance", "grade",
+            "worst_input", "worst_output", "worst_exact")
+# What it said about it: the same unless messages, reproducers or declarations were reworded.
+TEXT = ("criterion", "must", "deviation", "notes", "message", "reproducer")
+
+
+class Difference(NamedTuple):
+    """One record present in only one report (``field`` None), or one field that differs."""
+    key: tuple
+    field: str | None
+    a: Any
+    b: Any
+
+    def __str__(self) -> str:
+        where = "/".join(str(k) for k in self.key if k is not None)
+        if self.field is None:
+            return f"{where}: only in {'A' if self.a is not None else 'B'}"
+        return f"{where}: {self.field}: {self.a!r} != {self.b!r}"
+
+
+def load(path: str | Path) -> dict:
+    """A report.json, given as the file or the report directory."""
+    p = Path(path)
+    return json.loads((p / "report.json" if p.is_dir() else p).read_text(encoding="utf-8"))
+
+
+def compare(a: dict | str | Path, b: dict | str | Path, *, fields: Sequence[str] = MEASURED) -> list[Difference]:
+    """The differences between two reports' records (report dicts, report.json files or report
+    directories): records are matched by IDENTITY (clause, backend, device, dtype, mode) and
+    compared on ``fields`` (default MEASURED: verdict and measured values; add TEXT for
+    messages and reproducers).  Timings, timestamps and the environment are not compared.
+    Empty when the records agree."""
+    ra, rb = (_by_identity(load(r) if not isinstance(r, dict) else r) for r in (a, b))
+    out = []
+    for key in sorted(ra.keys() | rb.keys(), key=lambda k: tuple("" if v is None else str(v) for v in k)):
+        x, y = ra.get(key), rb.get(key)
+        if x is None or y is None:
+            out.append(Difference(key, None, x, y))
+            continue
+        out += [Difference(key, f, x.get(f), y.get(f)) for f in fields if x.get(f) != y.get(f)]
+    return out
+
+
+def _by_identity(report: dict) -> dict[tuple, dict]:
+    recs: dict[tuple, dict] = {}
+    for r in report["records"]:
+        key = tuple(r.get(k) for k in IDENTITY)
+        if key in recs:
+            raise ValueError(f"two records for {key} in one report")
+        recs[key] = r
+    return recs

@@ -48,7 +48,7 @@ def _explicit(config: pytest.Config) -> bool:
 def _session(config: pytest.Config):
     sess = config.stash.get(_STASH, None)
     if sess is None:
-        from ffnspec.conformance.session import Session
+        from ffnspec.conformance.machinery.session import Session
         o = config.option
         sess = Session.from_options(backend=o.ffnspec_backend, dtype=o.ffnspec_dtype, device=o.ffnspec_device,
                                     clauses=o.ffnspec_clauses, xfail_files=o.ffnspec_xfail_file,
@@ -128,8 +128,8 @@ def pytest_runtest_makereport(item, call):
         if rep.when == "teardown" and sess is not None and not any(r is rec for r in sess.records):
             sess.records.append(rec)
         return
-    from ffnspec.conformance.harness import AdapterFault
-    from ffnspec.conformance.measure import ConformanceFailure
+    from ffnspec.conformance.machinery.harness import AdapterFault
+    from ffnspec.conformance.machinery.records import ConformanceFailure
     exc = call.excinfo.value if call.excinfo is not None else None
     if isinstance(exc, AdapterFault):  # cite the clause being checked, not only the num.* rule
         rec.message = f"{case.clause.citation} {case.clause.title}\n  {exc}"
@@ -185,7 +185,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     out = session.config.option.ffnspec_report
     if out:
-        from ffnspec.conformance import report
+        from ffnspec.conformance.machinery import report
         report.write(sess, out)
 
 
@@ -193,7 +193,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     sess = config.stash.get(_STASH, None)
     if sess is None or not sess.records or config.option.ffnspec_no_summary:
         return
-    from ffnspec.conformance import report
+    from ffnspec.conformance.machinery import report
     terminalreporter.write_sep("=", "ffnspec conformance")
     lines = report.summary_lines(sess)
     for line in lines[:-1]:

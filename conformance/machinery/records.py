@@ -4,15 +4,21 @@ One ``Record`` per clause x backend x dtype x device (x mode): max error, worst
 input, examples, grade, and a reproducer when a check fails.  The plugin turns
 records into the JSON report; a failure raises ``ConformanceFailure`` whose text
 carries the clause id, statement, criterion, worst input and a reproducer.
+
+Folding a batch into a record: ``Record.observe`` (elementwise inputs), ``observe_items``
+(an (items, k) batch of a group of arrays), ``conclude`` (a structured batch, failing with
+its own reproducer).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from ffnspec.conformance.harness import Target, format_float
+from ffnspec.conformance.machinery import reproduce
+from ffnspec.conformance.machinery.harness import Target
+from ffnspec.conformance.machinery.reproduce import format_float
 from ffnspec.spec import Clause
 
 GRADES = ("correctly rounded", "faithful", "<=2 ULP", "<=4 ULP", "<=16 ULP", ">16 ULP")
@@ -112,34 +118,13 @@ class Record:
                 self.unexcused_worst = [float(error[i]), *map(float, args)]
 
 
-def reproducer(target: Target, op_call: str | list[str], inputs: list[float]) -> str:
-    """Copy-paste Python that re-runs the worst case through the same adapter; ``op_call``
-    (one expression or several) reads its arguments from ``args``."""
-    arrays = ", ".join(f"b.asarray(np.array([{format_float(v)}]), {target.dtype!r}, {target.device!r})" for v in inputs)
-    calls = [op_call] if isinstance(op_call, str) else op_call
-    lines = [
-        "import numpy as np",
-        "from ffnspec.adapters import load_backend",
-        f"b = load_backend({target.backend_spec!r})",
-        f"args = [{arrays}]",
-        *(f"print(b.to_numpy({call}).tolist())" for call in calls),
-    ]
-    native = getattr(target.backend, "snippet", None)
-    if callable(native) and len(calls) == 1:
-        try:
-            lines.append("# natively: " + native(calls[0], inputs, target.dtype, target.device))
-        except Exception:  # a hint only; never let it mask the failure
-            pass
-    return "\n".join(lines)
-
-
 def fail(record: Record, clause: Clause, target: Target, *, what: str, op_call: str | list[str],
          criterion: str, call_inputs: list[float] | None = None, repro: str | None = None) -> None:
     """Raise a ConformanceFailure describing the record's worst case.  ``call_inputs``
     are the reproducer's arguments when they differ from the clause input z; ``repro`` is a
     ready reproducer (structured inputs: arrays, programs), used instead of building one."""
     inputs = record.worst_input or []
-    record.reproducer = repro if repro is not None else reproducer(
+    record.reproducer = repro if repro is not None else reproduce.scalars(
         target, op_call, inputs if call_inputs is None else call_inputs)
     shown = ", ".join(format_float(v) for v in inputs)
     lines = [
@@ -158,3 +143,58 @@ def fail(record: Record, clause: Clause, target: Target, *, what: str, op_call: 
     ]
     record.message = "\n".join(lines)
     raise ConformanceFailure(record.message)
+
+
+def observe_items(record: Record, group: tuple[np.ndarray, ...], err: np.ndarray, y: np.ndarray, t: np.ndarray,
+                  ulps: np.ndarray | None = None, dist: np.ndarray | None = None) -> tuple[int, int]:
+    """Fold an (items, k) batch into the record; returns the worst (item, component)."""
+    err = np.asarray(err, dtype=np.float64).reshape(group[0].shape[0], -1)
+    if err.size == 0:
+        return 0, 0
+    record.examples += int(err.size)
+    i, j = np.unravel_index(int(np.argmax(err)), err.shape)
+    if err[i, j] >= record.max_error or record.worst_input is None:
+        record.max_error = float(err[i, j])
+        record.worst_input = [float(v) for a in group for v in np.ravel(a[i])]
+        record.worst_output = float(np.reshape(y, err.shape)[i, j])
+        record.worst_exact = float(np.reshape(t, err.shape)[i, j])
+        record.notes = [n for n in record.notes if not n.startswith("worst: ")] + [
+            f"worst: item of shapes {[tuple(np.shape(a[i])) for a in group]}, component {j}"]
+    if ulps is not None:
+        record.max_ulp = max(record.max_ulp or 0.0, float(np.max(ulps)))
+    if dist is not None:
+        record.max_distance = max(record.max_distance or 0, int(np.max(dist)))
+    if record.max_ulp is not None and record.max_distance is not None:
+        record.grade = grade(record.max_ulp, record.max_distance)
+    return int(i), int(j)
+
+
+def fail_items(record: Record, clause: Clause, target: Target, *, what: str, criterion: str, repro: str) -> None:
+    """Raise a ConformanceFailure citing the clause, with the worst item and a reproducer."""
+    record.reproducer = repro
+    shown = record.worst_input or []
+    text = ", ".join(format_float(v) for v in shown[:24]) + (f", ... ({len(shown)} values)" if len(shown) > 24 else "")
+    record.message = "\n".join([
+        f"{clause.citation} {clause.title}",
+        f"  statement: {clause.statement}",
+        f"  criterion: {criterion}",
+        f"  backend {target.backend.name} / {target.dtype} / {target.device}" + (f" / {record.mode}" if record.mode else ""),
+        f"  {what}",
+        f"  worst input: ({text}) -> got {format_float(record.worst_output or 0.0)}, exact {record.worst_exact!r}; "
+        f"error {record.max_error:.4g}" + (f"; {record.max_ulp:.4g} ULP" if record.max_ulp is not None else ""),
+        *(f"  {n}" for n in record.notes if n.startswith("worst: ")),
+        f"  violations: {record.violations} of {record.examples} outputs",
+        "  reproducer:", *("    " + ln for ln in repro.splitlines())])
+    raise ConformanceFailure(record.message)
+
+
+def conclude(record: Record, clause: Clause, target: Target, bad: np.ndarray, err: np.ndarray, *,
+             what: str, criterion: str, reproducer: Callable[[int], str], inputs: list[np.ndarray],
+             got: np.ndarray, want: np.ndarray) -> None:
+    """Fold one structured batch into the record; on a violation fail with the worst case's reproducer."""
+    record.observe(inputs=[np.ravel(a) for a in inputs], error=np.ravel(err), output=np.ravel(got),
+                   exact=np.ravel(want))
+    record.violations += int(np.sum(bad))
+    if np.any(bad):
+        i = int(np.argmax(np.where(np.ravel(bad), np.ravel(err), -1)))
+        fail(record, clause, target, what=what, op_call="", criterion=criterion, repro=reproducer(i))

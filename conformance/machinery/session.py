@@ -1,6 +1,8 @@
 """One conformance run: the chosen backend, dtypes, devices, clauses, declared
 deviations and hypothesis settings, and the cases (clause x target x mode) that
-the test modules are parametrised over."""
+the test modules are parametrised over.  A case's inputs: the deterministic region
+and hypothesis-drawn arrays (scalar clauses), or the groups of the clause's recipe
+and hypothesis-drawn groups (clauses over rows and batches)."""
 from __future__ import annotations
 
 import contextlib
@@ -13,9 +15,9 @@ import pytest
 
 from ffnspec import spec
 from ffnspec.adapters import DTYPES, Backend, BackendError, load_backend
-from ffnspec.conformance import xfails
-from ffnspec.conformance.harness import NotImplementedByBackend, Target
-from ffnspec.conformance.measure import Record
+from ffnspec.conformance.machinery import xfails
+from ffnspec.conformance.machinery.harness import NotImplementedByBackend, Target
+from ffnspec.conformance.machinery.records import Record
 
 PROFILES = {
     "fast": dict(max_examples=20),
@@ -40,9 +42,9 @@ class Case:
         return "-".join(parts)
 
     def region(self):
-        from ffnspec.conformance import inputs
-        return inputs.region(self.target.fmt, self.clause.domain,
-                             dense_runs=self.clause.extra.get("inputs") == "dense-runs")
+        from ffnspec.conformance.inputs import scalars
+        return scalars.region(self.target.fmt, self.clause.domain,
+                              dense_runs=self.clause.extra.get("inputs") == "dense-runs")
 
     @contextlib.contextmanager
     def supervised(self):
@@ -54,10 +56,18 @@ class Case:
             self.record.message = str(e)
             pytest.skip(f"not implemented: {e}")
 
+    def run(self, check: Callable, **kw) -> None:
+        """``check(clause, target, record, z, **kw)`` on the region, then on hypothesis-drawn
+        arrays, supervised (a scalar clause's whole check)."""
+        with self.supervised():
+            check(self.clause, self.target, self.record, self.region(), **kw)
+            self.explore(check, **kw)
+
     def explore(self, check: Callable, **kw) -> None:
         """Run ``check(clause, target, record, z, **kw)`` on hypothesis-drawn arrays."""
         from hypothesis import given
-        from ffnspec.conformance import inputs
+        # the name ``inputs`` is kept: hypothesis derandomises from the source text of ``explore``
+        from ffnspec.conformance.inputs import scalars as inputs
 
         @self.settings
         @given(inputs.arrays(self.target.fmt, self.clause.domain))
@@ -108,6 +118,30 @@ def _adapter_deviations(b: Backend, spec_name: str) -> list[xfails.Deviation]:
             return xfails.load(c)
     raise xfails.XfailFileError(f"backend {spec_name!r} declares deviations = {str(shipped)!r}, but no such file: "
                                 f"looked for {', '.join(str(c) for c in candidates)}")
+
+def groups(case: Case) -> list[tuple]:
+    """The deterministic groups of the clause's recipe (clauses over rows and batches)."""
+    from ffnspec.conformance.inputs import rows
+    return rows.groups(case.clause.extra["vectors"], case.target.fmt)
+
+
+def explore_groups(case: Case, check: Callable, **kw) -> None:
+    """The check again on hypothesis-drawn groups of the clause's recipe.  A drawn group is up to
+    3 rows of up to 17 entries, each needing its own reference evaluation, so these checks draw
+    2/5 of the profile's examples (8 of 20 in the default profile); the deterministic groups
+    carry the lengths, spreads and special rows."""
+    from hypothesis import given, settings
+    from ffnspec.conformance.inputs import rows
+    strategy = rows.strategy(case.clause.extra["vectors"], case.target.fmt)
+    if strategy is None:
+        return
+
+    @settings(case.settings, max_examples=max(1, case.settings.max_examples * 2 // 5))
+    @given(strategy)
+    def explore(group):
+        check(case.clause, case.target, case.record, group, **kw)
+
+    explore()
 
 
 @dataclass
