@@ -141,7 +141,7 @@ def test_declared_deviation_turns_failure_into_deviation(pytester):
     assert "Reproducer (from the declaration):" in md and "print(sigmoid(-100.0))" in md
     assert "[act.sigmoid]" in rec["message"]  # the failure it excuses stays on record
     assert report["summary"] == {"verdicts": {"deviation": 1}, "conforms": True, "complete": True,
-                                 "declared_deviations": 1, "verdict": "conforms with declared deviations"}
+                                 "declared_deviations": 1, "accuracy_findings": 0, "verdict": "conforms with declared deviations"}
 
 
 @pytest.mark.parametrize("scope, verdict", [
@@ -201,7 +201,7 @@ def test_report_has_one_record_per_clause_dtype_device_mode(pytester):
     verdicts = Counter(r["verdict"] for r in report["records"])
     conforms = not any(verdicts[v] for v in ("fail", "error", "xpass"))
     assert report["summary"] == {"verdicts": dict(verdicts), "conforms": conforms, "complete": True,
-                                 "declared_deviations": 0, "verdict": "conforms" if conforms else "does not conform"}
+                                 "declared_deviations": 0, "accuracy_findings": 0, "verdict": "conforms" if conforms else "does not conform"}
     assert ret == (pytest.ExitCode.OK if conforms else pytest.ExitCode.TESTS_FAILED), out
     from ffnspec.adapters.numpy_backend import NumpyBackend
     assert report["backend"] == {"name": "numpy", "spec": "numpy", "conventions": dict(NumpyBackend.conventions)}

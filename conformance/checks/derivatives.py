@@ -15,7 +15,7 @@ from ffnspec import spec
 from ffnspec.conformance.inputs.rows import directions
 from ffnspec.conformance.machinery import measure, reproduce
 from ffnspec.conformance.machinery.harness import REDUCTION_SHAPES, Target, reduction_shape
-from ffnspec.conformance.machinery.records import Record, fail, fail_items, observe_items
+from ffnspec.conformance.machinery.records import Record, assess_accuracy, fail, fail_items, observe_items
 from ffnspec.reference import tables
 from ffnspec.reference.floatformat import ulp_distance, ulp_error
 
@@ -42,6 +42,10 @@ def elementwise(clause: spec.Clause, target: Target, record: Record, z: np.ndarr
         fail(record, clause, target, what=f"{mode} derivative error exceeds k = {clause.tolerance.must:g}",
              op_call=reproduce.derivative_call(clause.op, target, mode),
              criterion=f"|g - f'(z)| <= {clause.tolerance.must:g} (u (|f'(z)| + S(z)) + eta)")
+    if clause.tolerance.accuracy is not None:
+        assess_accuracy(record, clause, target, inputs=[z], error=measure.accuracy_error(clause, target, z, g, ex),
+                        output=g, exact=ex.hi + ex.lo, op_call=reproduce.derivative_call(clause.op, target, mode),
+                        strict=target.strict)
 
 
 def reduction(clause: spec.Clause, target: Target, record: Record, group: tuple[np.ndarray, ...], *,

@@ -39,6 +39,7 @@ class Target:
     backend_spec: str          # what the user passed: entry-point name or module:Class
     dtype: str
     device: str
+    strict: bool = False       # accuracy findings fail (--strict, the strict profile)
     fmt: Format = field(init=False)
 
     def __post_init__(self) -> None:

@@ -49,6 +49,26 @@ def two_eta(target: Target) -> float:
     return 2 * target.fmt.min_normal if target.ftz else target.fmt.min_subnormal
 
 
+def accuracy_error(clause: spec.Clause, target: Target, z: np.ndarray, got: np.ndarray,
+                   ex: precision.Exact) -> np.ndarray:
+    """The error of an elementwise result in the unit of the clause's accuracy criterion:
+    ULPs of the exact value (subnormal ULPs below the smallest normal), or, with an
+    ``accuracy_scale`` S_acc, k of |g - t| <= k u (|t| + S_acc) + eta (1 + c).  With declared
+    flush-to-zero a result flushed to 0 where the exact value is subnormal is the declared
+    convention, not a finding."""
+    fmt, tol = target.fmt, clause.tolerance
+    if tol.accuracy_scale is None:
+        err = ulp_error(got, ex.hi, ex.lo, fmt)
+    else:
+        s_acc = tables.approximate(tol.accuracy_scale, (z,))
+        floor = two_eta(target) * (1 + (tables.approximate(tol.underflow, (z,)) if tol.underflow else 0.0))
+        with np.errstate(invalid="ignore", over="ignore"):
+            err = 2 * np.abs((got - ex.hi) - ex.lo) / (2 * fmt.unit_roundoff * (np.abs(ex.hi) + s_acc) + floor)
+    if target.ftz:
+        err = np.where((np.abs(ex.hi) < fmt.min_normal) & (got == 0), 0.0, err)
+    return np.where(np.isnan(err), np.inf, err)
+
+
 def k_terms(clause: spec.Clause, n) -> np.ndarray:
     """k = must + per_term n, for a result summing n terms."""
     t = clause.tolerance

@@ -31,9 +31,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--ffnspec-no-declared", action="store_true",
                 help="ignore the deviations the adapter itself declares")
     g.addoption("--ffnspec-report", default=None, metavar="DIR", help="write report.json and report.md to DIR")
-    g.addoption("--ffnspec-profile", default="fast", metavar="NAME", help="fast (default), ci (derandomised), thorough")
+    g.addoption("--ffnspec-profile", default="fast", metavar="NAME", help="fast (default), ci (derandomised), thorough, strict (ci with accuracy findings failing)")
     g.addoption("--ffnspec-cache-dir", default=None, metavar="DIR",
                 help="reference-table cache [~/.cache/ffnspec/reference]")
+    g.addoption("--ffnspec-strict", action="store_true",
+                help="accuracy findings fail (as the strict profile does)")
     g.addoption("--ffnspec-no-summary", action="store_true",
                 help="print no ffnspec summary at the end (the ffnspec CLI prints its own)")
 
@@ -41,7 +43,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def _explicit(config: pytest.Config) -> bool:
     o = config.option
     return any([o.ffnspec_backend, o.ffnspec_dtype, o.ffnspec_device, o.ffnspec_clauses,
-                o.ffnspec_xfail_file, o.ffnspec_report, o.ffnspec_cache_dir, o.ffnspec_no_declared,
+                o.ffnspec_xfail_file, o.ffnspec_report, o.ffnspec_cache_dir, o.ffnspec_no_declared, o.ffnspec_strict,
                 o.ffnspec_profile != "fast"])
 
 
@@ -53,7 +55,8 @@ def _session(config: pytest.Config):
         sess = Session.from_options(backend=o.ffnspec_backend, dtype=o.ffnspec_dtype, device=o.ffnspec_device,
                                     clauses=o.ffnspec_clauses, xfail_files=o.ffnspec_xfail_file,
                                     profile=o.ffnspec_profile, declared=not o.ffnspec_no_declared,
-                                    cache_dir=o.ffnspec_cache_dir, report=o.ffnspec_report)
+                                    cache_dir=o.ffnspec_cache_dir, report=o.ffnspec_report,
+                                    strict=o.ffnspec_strict)
         config.stash[_STASH] = sess
     return sess
 

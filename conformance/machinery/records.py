@@ -60,6 +60,10 @@ class Record:
     reproducer: str | None = None
     deviation: str | None = None
     deviation_reproducer: str | None = None  # the declared entry's reproducer, when it gives one
+    accuracy: float | None = None      # the accuracy criterion's bound (ULPs, or k of its mixed bound)
+    accuracy_error: float | None = None  # the largest error seen in the accuracy criterion's unit
+    findings: int = 0                  # inputs violating the accuracy criterion (a failure under --strict)
+    finding: str | None = None         # the worst finding: criterion, input, error, reproducer
     unexcused: int = 0                 # violations outside a scoped declared deviation (they fail)
     unexcused_worst: list[float] | None = None  # [error, *input] of the worst of them
     notes: list[str] = field(default_factory=list)
@@ -68,7 +72,7 @@ class Record:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("scope")
-        for k in ("max_error", "max_ulp", "worst_output", "worst_exact"):
+        for k in ("max_error", "max_ulp", "worst_output", "worst_exact", "accuracy_error"):
             v = d[k]
             if v is not None and not np.isfinite(v):
                 d[k] = str(v)
@@ -101,7 +105,6 @@ class Record:
         if self.max_ulp is not None and self.max_distance is not None:
             self.grade = grade(self.max_ulp, self.max_distance)
 
-
     def _check_scope(self, inputs: list[np.ndarray], error: np.ndarray) -> None:
         """Count the violations a scoped declared deviation does not cover: above its ceiling or
         outside its region (the criterion's violation threshold: must for ulp and mixed, 1 for
@@ -116,6 +119,44 @@ class Record:
                 args = [np.asarray(a, dtype=np.float64).reshape(error.size, -1)[i, 0] for a in inputs
                         if np.asarray(a).size and np.asarray(a).size % error.size == 0]
                 self.unexcused_worst = [float(error[i]), *map(float, args)]
+
+
+def assess_accuracy(record: Record, clause: Clause, target: Target, *, inputs: list[np.ndarray],
+                    error: np.ndarray, output: np.ndarray, exact: np.ndarray, op_call: str,
+                    strict: bool = False) -> None:
+    """The accuracy tier: fold the errors in the accuracy criterion's unit (ULPs of the exact
+    value, or k of its mixed bound) into the record.  Inputs above the clause's ``accuracy``
+    bound are findings, with the worst one described and a reproducer; under ``strict`` they
+    fail the check."""
+    bound = clause.tolerance.accuracy
+    error = np.asarray(error, dtype=np.float64).ravel()
+    if bound is None or error.size == 0:
+        return
+    error = np.where(np.isnan(error), np.inf, error)
+    record.accuracy = bound
+    i = int(np.argmax(error))
+    worse = record.accuracy_error is None or error[i] > record.accuracy_error
+    record.accuracy_error = max(record.accuracy_error or 0.0, float(error[i]))
+    bad = ~(error <= bound)
+    record.findings += int(bad.sum())
+    if not bad.any() or not worse:
+        return
+    args = [float(np.ravel(a)[i]) for a in inputs]
+    unit = "ULP of the exact value" if clause.tolerance.accuracy_scale is None else \
+        f"k of {bound:g} u (|t| + S_acc) + eta, S_acc = {clause.tolerance.accuracy_scale}"
+    repro = reproduce.scalars(target, op_call, args)
+    record.finding = "\n".join([
+        f"{clause.citation} {clause.title}: accuracy finding",
+        f"  accuracy criterion: error <= {bound:g} {unit} (a good implementation achieves this; "
+        f"the MUST bound is met)",
+        f"  backend {target.backend.name} / {target.dtype} / {target.device}" + (f" / {record.mode}" if record.mode else ""),
+        f"  worst input: ({', '.join(format_float(v) for v in args)}) -> got {format_float(float(np.ravel(output)[i]))}, "
+        f"exact {float(np.ravel(exact)[i])!r}; error {error[i]:.4g}",
+        f"  findings: {record.findings} of {record.examples} inputs",
+        "  reproducer:", *("    " + ln for ln in repro.splitlines())])
+    if strict:
+        record.reproducer, record.message = repro, record.finding + "\n  (--strict: findings fail)"
+        raise ConformanceFailure(record.message)
 
 
 def fail(record: Record, clause: Clause, target: Target, *, what: str, op_call: str | list[str],

@@ -23,6 +23,7 @@ PROFILES = {
     "fast": dict(max_examples=20),
     "ci": dict(max_examples=20, derandomize=True),
     "thorough": dict(max_examples=400),
+    "strict": dict(max_examples=20, derandomize=True),  # ci, with accuracy findings failing
 }
 DERIVATIVE_MODES = ("vjp", "jvp")
 
@@ -156,11 +157,12 @@ class Session:
     records: list[Record] = field(default_factory=list)  # one per check run; report.merged() folds them
     pending: dict[tuple, int] = field(default_factory=dict)  # record key -> checks not yet run
     excused: set[tuple] = field(default_factory=set)        # keys where a declared deviation showed (or no op)
+    strict: bool = False                                     # accuracy findings fail
 
     @classmethod
     def from_options(cls, *, backend: str | None, dtype: str | None, device: str | None, clauses: str | None,
                      xfail_files: list[str], profile: str, declared: bool, cache_dir: str | None,
-                     report: str | None = None, flag: str = "--ffnspec-") -> "Session":
+                     report: str | None = None, flag: str = "--ffnspec-", strict: bool = False) -> "Session":
         """Validate every option before any work; raises pytest.UsageError with one clear line.
         ``flag`` is the prefix of the options as the user typed them (``--`` for the CLI)."""
         spec_name = backend or "numpy"
@@ -211,7 +213,7 @@ class Session:
         if cache_dir:
             from ffnspec.reference import tables
             tables.set_cache_dir(cache_dir)
-        return cls(spec_name, b, wanted, devs, patterns, profile, devs_decl)
+        return cls(spec_name, b, wanted, devs, patterns, profile, devs_decl, strict=strict or profile == "strict")
 
     def unmatched_deviations(self) -> list[tuple[xfails.Deviation, str]]:
         """Declared entries that matched no check of this run, with why: a typo (no clause id
@@ -241,7 +243,7 @@ class Session:
         modes: tuple[str | None, ...] = DERIVATIVE_MODES if kind in spec.MODED_KINDS else (None,)
         for clause, dtype, device, mode in itertools.product(
                 spec.select(kind=kind, patterns=self.patterns), self.dtypes, self.devices, modes):
-            target = Target(self.backend, self.backend_spec, dtype, device)
+            target = Target(self.backend, self.backend_spec, dtype, device, strict=self.strict)
             rec = Record(clause=clause.id, backend=self.backend.name, dtype=dtype, device=device, mode=mode,
                          criterion=clause.tolerance.criterion, must=clause.tolerance.must)
             case = Case(clause, target, mode, rec, self.hypothesis_settings)
