@@ -32,10 +32,12 @@ def sigmoid_in_unit_interval(target, z):
 def nondecreasing(target, z):
     # sorted, one zero; each input's grid successors make adjacent pairs even for random z
     z = np.unique(np.concatenate([scalars.successors(z, target.fmt), [-np.inf, np.inf]]))
+    z = z[~np.isnan(z)]
     y = target.call("sigmoid", z)
-    bad = y[1:] < y[:-1]
-    return Finding([z[1:]], y[1:], y[:-1], bad, "sigmoid decreased between adjacent inputs "
-                   "(worst input is the larger z; 'exact' shows the result at the smaller one)")
+    bad = (y[1:] < y[:-1]) | np.isnan(y[1:])  # NaN compares false: a NaN result is no ordered value
+    bad[0] |= np.isnan(y[0])
+    return Finding([z[1:]], y[1:], y[:-1], bad, "sigmoid decreased between adjacent inputs, or returned NaN "
+                   "for a non-NaN input (worst input is the larger z; 'exact' shows the result at the smaller one)")
 
 
 @predicate("sigmoid_grad_at_most_quarter")

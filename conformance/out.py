@@ -16,7 +16,7 @@ from ffnspec.conformance.checks.properties import REDUCTION, Outcome
 from ffnspec.conformance.inputs.rows import directions
 from ffnspec.conformance.machinery import reproduce
 from ffnspec.conformance.machinery.harness import AdapterFault, Target, items
-from ffnspec.conformance.machinery.measure import eta, limits, u_acc
+from ffnspec.conformance.machinery.measure import eta, exact_sum, limits, u_acc
 from ffnspec.conformance.machinery.reproduce import row_value
 from ffnspec.reference import tables
 from ffnspec.reference.floatformat import Format, from_ordinal, ordinal, round_array, ulp
@@ -51,7 +51,7 @@ def softmax_sum(clause, target, group):
     z = z[_finite_rows(z)]
     a = items(target.call_reduction("softmax", z))
     lim = limits("out.softmax", target, (z,)).limit
-    resid = np.array([math.fsum(r) - 1.0 if np.all(np.isfinite(r)) else math.inf for r in a])
+    resid = np.array([exact_sum(r) - 1.0 if np.all(np.isfinite(r)) else math.inf for r in a])
     return Outcome((z,), _ratio(resid, lim.sum(axis=1)), resid, np.zeros_like(resid),
                    "sum of softmax entries differs from 1 by more than the sum of the entries' allowances",
                    lambda i: row_value(target, "softmax", (z,), i))
@@ -272,8 +272,10 @@ def kl_decomposition(clause, target, group):
     ent = tables.exact_items("out.entropy", (p,), target.fmt)
     lk = limits("out.kl", target, (z, p)).limit[:, 0]
     allow = lk + limits("out.ce.soft", target, (z, p)).limit[:, 0]
-    resid = np.array([math.fsum([a, -b, c, d]) for a, b, c, d in zip(kl, h, ent.hi[:, 0], ent.lo[:, 0])])
-    err = np.maximum(_ratio(resid, allow), np.where(kl < -lk, np.inf, 0.0))
+    resid = np.array([exact_sum([a, -b, c, d]) for a, b, c, d in zip(kl, h, ent.hi[:, 0], ent.lo[:, 0])])
+    with np.errstate(invalid="ignore"):
+        err = np.maximum(_ratio(resid, allow), np.where(kl < -lk, np.inf, 0.0))
+    err = np.where(np.isnan(err), np.inf, err)  # a non-finite KL or cross-entropy: a violation
     return Outcome(group, err, kl, h - ent.hi[:, 0],
                    "KL(p || q) differs from H(p, q) - H(p) beyond the allowances, or is below -(its allowance)",
                    lambda i: reproduce.items(target, ["print(b.to_numpy(b.ops.kl_div(*args)).tolist())",
@@ -420,7 +422,7 @@ def _loss_and_slope(target, op, c, y):
     """(J(c 1), dJ/dc = sum of the vjp gradient) per row, the constant broadcast over the row."""
     yh = _constant_rows(c, y.shape[1])
     j = np.array([target.call_reduction(op, yh[i], y[i]) for i in range(len(c))])
-    g = np.array([math.fsum(target.reduction_derivative(op, (yh[i], y[i]), [0], np.array(1.0), mode="vjp")[1][0])
+    g = np.array([exact_sum(target.reduction_derivative(op, (yh[i], y[i]), [0], np.array(1.0), mode="vjp")[1][0])
                   for i in range(len(c))])  # the backend's gradient entries, summed exactly
     return j, g
 

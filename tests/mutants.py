@@ -385,9 +385,44 @@ def _raise(z):
 
 class RaisingSoftplus(Mutant):
     defect = "softplus raises"
-    catches = ("num.dtype", "act.softplus", "act.softplus.grad/vjp")
+    catches = ("act.softplus", "act.softplus.grad/vjp")
+    spares = ("num.dtype",)  # a raise fails the clauses that call the op, not the dtype rule
     clauses = ("num.dtype", "act.softplus", "act.softplus.grad")
     replace = {"softplus": _raise}
+
+
+class SigmoidRaisesTanhFloat64(Mutant):
+    defect = "sigmoid raises and tanh returns float64: [num.dtype] must cite tanh, not the raise"
+    catches = ("num.dtype",)
+    says = "tanh"
+    clauses = ("num.dtype",)
+    replace = {"sigmoid": _raise, "tanh": lambda z: np.tanh(z.astype(np.float64))}
+
+
+class TanhFlattens2D(Mutant):
+    defect = "tanh flattens 2-D input: [num.shape] at the shape that shows it"
+    catches = ("num.shape",)
+    says = "(2, 2)"
+    clauses = ("num.shape",)
+    replace = {"tanh": lambda z: np.tanh(z).reshape(-1) if z.ndim == 2 else np.tanh(z)}
+
+
+class SigmoidNaN(Mutant):
+    defect = "sigmoid is NaN everywhere: NaN compares false, so an ordering check must not pass it"
+    catches = ("act.sigmoid.monotone", "act.sigmoid.range")
+    replace = {"sigmoid": lambda z: np.full_like(z, np.nan)}
+
+
+class GaussianNllSwapped(Mutant):
+    """Not a defect of the library but of an adapter: the formula's order (mu, beta, y) for ffnspec's (mu, y, beta)."""
+    defect = "gaussian_nll written in the formula's argument order"
+    replace = {"gaussian_nll": lambda mu, beta, y: 0.5 * beta * np.square(y - mu) - 0.5 * np.log(beta)}
+
+
+class KlInfinite(Mutant):
+    defect = "kl_div returns +inf: the decomposition check must fail, not raise inside ffnspec"
+    catches = ("out.kl.decomposition", "out.kl")
+    replace = {"kl_div": lambda z, p: np.full(z.shape[:-1], np.inf, dtype=z.dtype)}
 
 
 class TanhWithoutFloat16(Mutant):

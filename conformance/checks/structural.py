@@ -11,8 +11,8 @@ from ffnspec import spec
 from ffnspec.conformance.inputs import rows
 from ffnspec.conformance.inputs.scalars import LENGTHS, make_args
 from ffnspec.conformance.machinery import reproduce
-from ffnspec.conformance.machinery.harness import MODES, REDUCTION_SHAPES, AdapterFault, Target, is_reduction_op, \
-    reduction_shape
+from ffnspec.conformance.machinery.harness import INDEX_ARGS, MODES, REDUCTION_SHAPES, AdapterFault, Target, \
+    is_reduction_op, reduction_shape
 from ffnspec.conformance.machinery.records import Record, fail
 
 STRUCTURAL = {"num.dtype", "num.shape", "num.no_mutation"}
@@ -55,7 +55,9 @@ def ops_in_scope(clauses: list[spec.Clause]) -> dict[str, tuple[str, ...]]:
 def elementwise(clause: spec.Clause, target: Target, record: Record, ops: dict[str, tuple[str, ...]],
                 z: np.ndarray) -> None:
     """num.dtype / num.shape / num.no_mutation: every op call, forward and (for unary ops)
-    through each derivative mode the backend has, is supervised by the harness."""
+    through each derivative mode the backend has, is supervised by the harness.  A call that
+    breaks another rule, or raises, is noted and the next op checked: this record cites only
+    the op that broke its own rule, with a reproducer at the shape that shows it."""
     for op, templates in ops.items():
         if op not in target.backend.ops:
             record.notes.append(f"{op}: not implemented")
@@ -63,18 +65,56 @@ def elementwise(clause: spec.Clause, target: Target, record: Record, ops: dict[s
         modes = [m for m in MODES if templates == ("z",) and callable(getattr(target.backend, m, None))]
         for shape in ((z.size,), (2, z.size // 2), ()):
             x = z[: int(np.prod(shape))].reshape(shape) if shape else np.asarray(z[0])
-            try:
-                target.call(op, *make_args(templates, x))
-                for mode in modes:
-                    target.derivative(op, x, mode=mode)
-            except AdapterFault as e:
-                if e.rule is not None and e.rule != clause.id:
-                    record.notes.append(f"{op}: {e} (reported under [{e.rule}])")
-                    break
-                record.violations += 1
-                record.worst_input = [float(np.ravel(x)[0])]
-                fail(record, clause, target, what=str(e), op_call=reproduce.op_call(op), criterion=clause.statement)
+            fault = _first_fault(target, op, templates, x, modes)
             record.examples += int(x.size)
+            if fault is None:
+                continue
+            e, mode = fault
+            if e.rule != clause.id:
+                record.notes.append(f"{op} at shape {x.shape}: {e}"
+                                    + (f" (reported under [{e.rule}])" if e.rule else
+                                       " (a raise fails the clauses that call the op, not this rule)"))
+                break
+            record.violations += 1
+            small = _smallest(target, op, templates, x, modes, clause.id)
+            record.worst_input = [float(v) for v in np.ravel(small)[:8]]
+            fail(record, clause, target, what=f"{e} (at input shape {small.shape})", op_call="",
+                 criterion=clause.statement, repro=_shape_repro(target, op, templates, small, mode))
+
+
+def _first_fault(target: Target, op: str, templates, x: np.ndarray, modes) -> tuple[AdapterFault, str | None] | None:
+    """The first supervised call of op at x (the value, then each derivative mode) that faults."""
+    for mode in (None, *modes):
+        try:
+            if mode is None:
+                target.call(op, *make_args(templates, x))
+            else:
+                target.derivative(op, x, mode=mode)
+        except AdapterFault as e:
+            return e, mode
+    return None
+
+
+def _smallest(target: Target, op: str, templates, x: np.ndarray, modes, rule: str) -> np.ndarray:
+    """A small input of x's rank (2 entries, 2x2, or the 0-d value) that still breaks ``rule``, else x."""
+    small = x if x.ndim == 0 else x[:2] if x.ndim == 1 else x[:2, :2]
+    fault = _first_fault(target, op, templates, small, modes)
+    return small if fault is not None and fault[0].rule == rule else x
+
+
+def _shape_repro(target: Target, op: str, templates, x: np.ndarray, mode: str | None) -> str:
+    args = make_args(templates, x)
+    names = {f"a{i}": a for i, a in enumerate(args)}
+    if mode is None:
+        call = f"b.ops.{op}({', '.join(names)})"
+        lines = [f"y = {call}", "print(b.dtype_of(y), b.to_numpy(y).shape)"]
+    else:
+        seed = (f"b.asarray(np.ones({x.shape}), {target.dtype!r}, {target.device!r})")
+        call = (f"b.vjp(lambda ops, z: ops.{op}(z), [a0], {seed})[1][0]" if mode == "vjp"
+                else f"b.jvp(lambda ops, z: ops.{op}(z), [a0], [{seed}])[1]")
+        lines = [f"y = {call}", "print(b.dtype_of(y), b.to_numpy(y).shape)"]
+    text = reproduce.named(target, names, "a0.shape if hasattr(a0, 'shape') else None")
+    return "\n".join(text.splitlines()[:-1] + lines)
 
 
 def length_invariance(clause: spec.Clause, target: Target, record: Record, ops: dict[str, tuple[str, ...]],
@@ -126,18 +166,22 @@ def reduction(clause: spec.Clause, target: Target, record: Record) -> None:
             scalar = REDUCTION_SHAPES.get(op) == "scalar"
             calls = [tuple(a[0] for a in args)] if scalar else [args, tuple(a[0] for a in args)]
             modes = [m for m in MODES if callable(getattr(target.backend, m, None))]
-            try:
-                for a in calls:
+            for a in calls:
+                record.examples += int(a[0].size)
+                try:
                     target.call_reduction(op, *a)
                     shape = reduction_shape(op, [x.shape for x in a])
                     for mode in modes:
                         seed = np.ones(shape) if mode == "vjp" else [np.ones_like(a[0])]
                         target.reduction_derivative(op, a, [0], seed, mode=mode)
-                    record.examples += int(a[0].size)
-            except AdapterFault as e:
-                if e.rule is not None and e.rule != clause.id:
-                    record.notes.append(f"{op}: {e} (reported under [{e.rule}])")
-                    continue
-                record.violations += 1
-                record.worst_input = [float(v) for v in np.ravel(args[0])[:8]]
-                fail(record, clause, target, what=str(e), op_call=reproduce.op_call(op), criterion=clause.statement)
+                except AdapterFault as e:
+                    if e.rule != clause.id:  # another rule's, or a raise: noted, the next op checked
+                        record.notes.append(f"{op}: {e}" + (f" (reported under [{e.rule}])" if e.rule else
+                                                            " (a raise fails the clauses that call the op)"))
+                        break
+                    record.violations += 1
+                    record.worst_input = [float(v) for v in np.ravel(a[0])[:8]]
+                    repro = reproduce.items(target, [f"y = b.ops.{op}(*args)", "print(b.dtype_of(y), b.to_numpy(y).shape)"],
+                                            [(x, k in INDEX_ARGS.get(op, ())) for k, x in enumerate(a)])
+                    fail(record, clause, target, what=f"{e} (at argument shapes {[x.shape for x in a]})", op_call="",
+                         criterion=clause.statement, repro=repro)

@@ -17,6 +17,7 @@ rounding), and bitwise comparison with NaN matching NaN.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -47,6 +48,13 @@ def two_eta(target: Target) -> float:
     eta = 2^(emin-p) with gradual underflow (doubled because 2^-1075 is not a float64),
     eta = 2^emin with flush-to-zero, which may lose a whole subnormal."""
     return 2 * target.fmt.min_normal if target.ftz else target.fmt.min_subnormal
+
+
+def exact_sum(values) -> float:
+    """The exactly rounded sum of finite terms (math.fsum); with an infinity or a NaN among the
+    backend's results, the IEEE sum (inf, or NaN for inf - inf), never an exception."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    return math.fsum(v.tolist()) if np.all(np.isfinite(v)) else float(np.sum(v))
 
 
 def accuracy_error(clause: spec.Clause, target: Target, z: np.ndarray, got: np.ndarray,

@@ -159,6 +159,17 @@ def assess_accuracy(record: Record, clause: Clause, target: Target, *, inputs: l
         raise ConformanceFailure(record.message)
 
 
+def _order_hint(record: Record, clause: Clause) -> list[str]:
+    """Where every input fails, the likeliest cause is the adapter's argument order: say the
+    order ffnspec calls the op with (spec/ops.toml)."""
+    from ffnspec import spec
+    op = spec.ops().get(clause.op or "")
+    if op is None or len(op.arguments) < 2 or not record.examples or record.violations < record.examples:
+        return []
+    return [f"  every input failed: check the argument order; ffnspec calls {op.signature} "
+            f"(docs/adapters.md, the ops table)"]
+
+
 def fail(record: Record, clause: Clause, target: Target, *, what: str, op_call: str | list[str],
          criterion: str, call_inputs: list[float] | None = None, repro: str | None = None) -> None:
     """Raise a ConformanceFailure describing the record's worst case.  ``call_inputs``
@@ -168,6 +179,7 @@ def fail(record: Record, clause: Clause, target: Target, *, what: str, op_call: 
     record.reproducer = repro if repro is not None else reproduce.scalars(
         target, op_call, inputs if call_inputs is None else call_inputs)
     shown = ", ".join(format_float(v) for v in inputs)
+    measured = record.worst_exact is not None or record.worst_output is not None
     lines = [
         f"{clause.citation} {clause.title}",
         f"  statement: {clause.statement}",
@@ -175,10 +187,12 @@ def fail(record: Record, clause: Clause, target: Target, *, what: str, op_call: 
         f"  backend {target.backend.name} / {target.dtype} / {target.device}"
         + (f" / {record.mode}" if record.mode else ""),
         f"  {what}",
-        f"  worst input: ({shown}) -> got {format_float(record.worst_output or 0.0)}, "
-        f"exact {record.worst_exact!r}; error {record.max_error:.4g}"
-        + (f"; {record.max_ulp:.4g} ULP" if record.max_ulp is not None else ""),
-        f"  violations: {record.violations} of {record.examples} inputs",
+        (f"  worst input: ({shown}) -> got {format_float(record.worst_output or 0.0)}, "
+         f"exact {record.worst_exact!r}; error {record.max_error:.4g}"
+         + (f"; {record.max_ulp:.4g} ULP" if record.max_ulp is not None else "")) if measured else
+        f"  input: ({shown}{', ...' if len(inputs) >= 8 else ''})",
+        f"  violations: {record.violations} of {max(record.examples, record.violations)} inputs",
+        *_order_hint(record, clause),
         "  reproducer:",
         *("    " + ln for ln in record.reproducer.splitlines()),
     ]
@@ -225,6 +239,7 @@ def fail_items(record: Record, clause: Clause, target: Target, *, what: str, cri
         f"error {record.max_error:.4g}" + (f"; {record.max_ulp:.4g} ULP" if record.max_ulp is not None else ""),
         *(f"  {n}" for n in record.notes if n.startswith("worst: ")),
         f"  violations: {record.violations} of {record.examples} outputs",
+        *_order_hint(record, clause),
         "  reproducer:", *("    " + ln for ln in repro.splitlines())])
     raise ConformanceFailure(record.message)
 
