@@ -337,3 +337,12 @@ def test_all_inputs_failing_names_the_argument_order(pytester):
     ret, report, out = run_suite(pytester, "tests.mutants:GaussianNllSwapped", ("float64",), ("out.gaussian_nll",))
     (rec,) = report["records"]
     assert rec["verdict"] == "fail" and "ffnspec calls gaussian_nll(mu, y, beta)" in rec["message"], rec["message"]
+
+
+def test_reproducer_names_the_library_function():
+    # A user's module:Class adapter gets a reproducer line calling the library itself.
+    import scipy.special
+    from ffnspec.conformance.machinery.reproduce import library_name
+    assert library_name(np.tanh) == "numpy.tanh"
+    assert library_name(scipy.special.expit, near=type("A", (), {"__module__": "scipy.special"})())
+    assert library_name(lambda z: z) is None
