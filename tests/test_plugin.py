@@ -275,6 +275,11 @@ def test_declared_flush_to_zero_is_judged_as_such(pytester):
                                  ("act.sigmoid", "act.silu"))
     assert ret == pytest.ExitCode.OK and report["summary"]["conforms"], out
     assert report["backend"]["conventions"] == {"flush_to_zero": "yes"}
+    # a convention that changes results is a declared deviation, never a silent pass
+    assert report["summary"]["verdict"] == "conforms with declared deviations"
+    for r in report["records"]:
+        assert r["verdict"] == "deviation" and r["conventions_used"]["flush_to_zero"] > 0, r
+        assert "declared convention flush_to_zero = 'yes' changed" in r["deviation"]
 
 
 _REPRO = [("tests.mutants:NaiveSigmoid", "act.sigmoid", None),
