@@ -11,8 +11,8 @@ from ffnspec import spec
 from ffnspec.conformance.inputs import rows
 from ffnspec.conformance.inputs.scalars import LENGTHS, make_args
 from ffnspec.conformance.machinery import reproduce
-from ffnspec.conformance.machinery.harness import (MODES, REDUCTION_SHAPES, AdapterFault, Target, is_reduction_op,
-                                                   reduction_shape)
+from ffnspec.conformance.machinery.harness import MODES, REDUCTION_SHAPES, AdapterFault, Target, is_reduction_op, \
+    reduction_shape
 from ffnspec.conformance.machinery.records import Record, fail
 
 STRUCTURAL = {"num.dtype", "num.shape", "num.no_mutation"}
