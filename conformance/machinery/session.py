@@ -15,7 +15,7 @@ import pytest
 
 from ffnspec import spec
 from ffnspec.adapters import DTYPES, Backend, BackendError, load_backend
-from ffnspec.conformance.machinery import xfails
+from ffnspec.conformance.machinery import registry, xfails
 from ffnspec.conformance.machinery.harness import NotImplementedByBackend, Target
 from ffnspec.conformance.machinery.records import Record
 
@@ -158,6 +158,9 @@ class Session:
     pending: dict[tuple, int] = field(default_factory=dict)  # record key -> checks not yet run
     excused: set[tuple] = field(default_factory=set)        # keys where a declared deviation showed (or no op)
     strict: bool = False                                     # accuracy findings fail
+
+    def __post_init__(self) -> None:
+        registry.load_families()  # before the first draw: see registry.load_families
 
     @classmethod
     def from_options(cls, *, backend: str | None, dtype: str | None, device: str | None, clauses: str | None,
