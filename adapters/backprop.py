@@ -218,7 +218,7 @@ def _groups(xp, ans, z):
     """maxout: z as (..., m/k, k), the tied-maximum mask and the tie count t."""
     zg = _reshape(xp, z, ans.shape + (z.shape[-1] // ans.shape[-1],))
     mask = zg == ans[..., None]
-    return zg, mask, xp.sum(mask, axis=-1, keepdims=True)
+    return zg, mask, xp.sum(_astype(xp, mask, xp.float64), axis=-1, keepdims=True)  # as NumPy's int count promotes
 
 
 def _rbf_parts(xp, x, W, sigma):

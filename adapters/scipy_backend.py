@@ -61,7 +61,8 @@ def special_ops(xp: Any, special: Any) -> dict[str, tuple[Callable, str]]:
         "cross_entropy_sum": (lambda z, y: xp.sum(cross_entropy(z, y)), "special.log_softmax"),
         "cross_entropy_mean": (lambda z, y: xp.mean(cross_entropy(z, y)), "special.log_softmax"),
         "nll": (lambda lp, y: -xp.take_along_axis(lp, y[..., None], axis=-1)[..., 0], "xp.take_along_axis"),
-        "half_sq_error": (lambda yh, y: 0.5 * xp.square(yh - y), "xp.square"),
+        # (y - yhat)^2 / 2 as (d / 2) d: d / 2 is exact, and d^2 would overflow float16 for |d| > 256
+        "half_sq_error": (lambda yh, y: (0.5 * (yh - y)) * (yh - y), "xp.multiply"),
         "mse": (lambda yh, y: xp.mean(xp.square(yh - y)), "xp.mean"),
         "mae": (lambda yh, y: xp.mean(xp.abs(yh - y)), "xp.mean"),
     }
