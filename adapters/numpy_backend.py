@@ -182,24 +182,10 @@ _HID_OPS: dict[str, tuple[Callable, bool]] = {
 HID_CONVENTIONS = backprop.CONVENTIONS
 
 
-class NumpyBackend:
-    name = "numpy"
+class NumpyArrays:
+    """NumPy arrays on the CPU, differentiated by ffnspec's engine: the conversions and modes
+    of every backend whose arrays are NumPy's (this one, SciPy)."""
     devices = ("cpu",)
-    conventions = {"flush_to_zero": "no", **HID_CONVENTIONS}
-    _quiet = staticmethod(quiet)  # for subclasses (tests' mutants) that wrap their own ops
-
-    def __init__(self) -> None:
-        self.dtypes = frozenset(NP_DTYPES)
-        raw = {
-            "neg": np.negative, "exp": np.exp, "log1p": np.log1p,
-            "add": np.add, "sub": np.subtract, "mul": np.multiply,
-            "sigmoid": _sigmoid, "softplus": _softplus, "log_sigmoid": _log_sigmoid,
-            "tanh": np.tanh, "silu": _silu, "logaddexp": np.logaddexp,
-        }
-        raw.update(_OUT_OPS)  # the out family: softmax, logsumexp, losses
-        self.ops = OpTable({n: _compute_wide(quiet(f)) for n, f in raw.items()})
-        self.ops = OpTable({**self.ops, **{n: quiet(_compute_wide(f) if wide else f)
-                                           for n, (f, wide) in _HID_OPS.items()}})  # the hid family
 
     def asarray(self, a: np.ndarray, dtype: str, device: str = "cpu") -> Any:
         return np.array(a, dtype=NP_DTYPES[dtype])
@@ -219,3 +205,23 @@ class NumpyBackend:
 
     def jvp(self, fn: Callable, primals: Sequence[Any], tangents: Sequence[Any]):
         return backprop.jvp(np, self.ops, fn, primals, tangents)
+
+
+class NumpyBackend(NumpyArrays):
+    name = "numpy"
+    conventions = {"flush_to_zero": "no", **HID_CONVENTIONS}
+    _quiet = staticmethod(quiet)  # for subclasses (tests' mutants) that wrap their own ops
+
+    def __init__(self) -> None:
+        self.dtypes = frozenset(NP_DTYPES)
+        raw = {
+            "neg": np.negative, "exp": np.exp, "log1p": np.log1p,
+            "add": np.add, "sub": np.subtract, "mul": np.multiply,
+            "sigmoid": _sigmoid, "softplus": _softplus, "log_sigmoid": _log_sigmoid,
+            "tanh": np.tanh, "silu": _silu, "logaddexp": np.logaddexp,
+        }
+        raw.update(_OUT_OPS)  # the out family: softmax, logsumexp, losses
+        self.ops = OpTable({n: _compute_wide(quiet(f)) for n, f in raw.items()})
+        self.ops = OpTable({**self.ops, **{n: quiet(_compute_wide(f) if wide else f)
+                                           for n, (f, wide) in _HID_OPS.items()}})  # the hid family
+

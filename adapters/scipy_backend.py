@@ -14,11 +14,12 @@ logsumexp rejects ml_dtypes' type).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
 from ffnspec.adapters import OpTable, backprop, flush_conventions, quiet, value_conventions
+from ffnspec.adapters.numpy_backend import NumpyArrays
 
 DTYPES = ("float16", "float32", "float64")
 
@@ -71,9 +72,8 @@ def special_ops(xp: Any, special: Any) -> dict[str, tuple[Callable, str]]:
     return ops
 
 
-class ScipyBackend:
+class ScipyBackend(NumpyArrays):
     name = "scipy"
-    devices = ("cpu",)
     deviations = "scipy.toml"
 
     def __init__(self) -> None:
@@ -88,21 +88,3 @@ class ScipyBackend:
         # probed on the ops: subnormals (NumPy on the CPU keeps them), relu(-0), a masked softmax row;
         # the derivative conventions are the engine's
         self.conventions = {**flush_conventions(self), **backprop.CONVENTIONS, **value_conventions(self)}
-
-    def asarray(self, a: np.ndarray, dtype: str, device: str = "cpu") -> Any:
-        return np.array(a, dtype=np.dtype(dtype))
-
-    def asindex(self, a: np.ndarray, device: str = "cpu") -> Any:
-        return np.array(a, dtype=np.int64)
-
-    def to_numpy(self, x: Any) -> np.ndarray:
-        return np.asarray(x).astype(np.float64)
-
-    def dtype_of(self, x: Any) -> str:
-        return np.asarray(x).dtype.name
-
-    def vjp(self, fn: Callable, primals: Sequence[Any], cotangent: Any):
-        return backprop.vjp(np, self.ops, fn, primals, cotangent)
-
-    def jvp(self, fn: Callable, primals: Sequence[Any], tangents: Sequence[Any]):
-        return backprop.jvp(np, self.ops, fn, primals, tangents)

@@ -11,22 +11,13 @@ pytest.importorskip("array_api_compat")
 xp = pytest.importorskip("array_api_strict")
 
 from ffnspec.adapters import load_backend  # noqa: E402
-from ffnspec.reference.floatformat import from_ordinal, get_format, ordinal  # noqa: E402
 from tests._inner import run_suite  # noqa: E402
+from tests.test_backends import _sample  # noqa: E402  (both ends, subnormals, a spread)
 
 
 @pytest.fixture(scope="module")
 def backend():
     return load_backend("array-api:array_api_strict")
-
-
-def _sample(dtype: str) -> np.ndarray:
-    fmt = get_format(dtype)
-    top = int(ordinal(np.array([fmt.max_finite]), fmt)[0])
-    idx = np.concatenate([np.arange(0, 30), np.arange(top - 30, top + 1),
-                          np.random.default_rng(3).integers(0, top, 2000)])
-    v = from_ordinal(np.concatenate([idx, -idx]), fmt)
-    return np.concatenate([v, [-0.0, np.inf, -np.inf]])
 
 
 def test_loads_by_parametrised_name_and_by_default(backend):
