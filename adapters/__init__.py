@@ -232,7 +232,7 @@ def probe(name: str) -> tuple[bool, str]:
 def snippet_function(op_call: str, names: Mapping[str, str], arity: Mapping[str, int],
                      inputs: Sequence[float]) -> str:
     """The library function a reproducer line calls for ``op_call`` (as written by
-    ffnspec.conformance.checks): its public name, with the hid slope bound when given."""
+    ffnspec.conformance.machinery.reproduce): its public name, with the hid slope bound when given."""
     import re
     m = re.search(r"ops\.(\w+)\(", op_call)
     if m is None or m.group(1) not in names:

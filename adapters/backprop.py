@@ -64,6 +64,23 @@ def _silu_partial(xp, ops, ans, z):
     return (xp.where(xp.isinf(z), _astype(xp, z > 0, g.dtype), g),)  # limits 0 and 1
 
 
+def _sigmoid_partial(xp, ops, z):
+    """sigma'(z) = sigma(z) sigma(-z), not ans (1 - ans), which is 0 once sigma rounds to 1
+    ([act.sigmoid.grad] accuracy); clamped to the exact bound 1/4 ([act.sigmoid.grad.bound]),
+    which the rounded product may pass by an ULP near z = 0."""
+    return xp.minimum(ops.sigmoid(z) * ops.sigmoid(-z), 0.25)
+
+
+def _sech2(xp, ops, ans, z):
+    """tanh'(z) = sech^2 z = 4 sigma(2z) sigma(-2z), relatively accurate where 1 - tanh^2 z
+    cancels (|z| large: [act.tanh.grad] accuracy); 2z overflows only where sech^2 z underflows."""
+    if "sigmoid" not in ops:
+        return (1 - ans * ans,)
+    with _quiet(xp):
+        two_z = z + z
+    return (xp.minimum(4 * (ops.sigmoid(two_z) * ops.sigmoid(-two_z)), 1),)  # rounding may pass sech^2 <= 1
+
+
 PARTIALS: dict[str, Callable[..., tuple]] = {
     "neg":         lambda xp, ops, ans, z: (-xp.ones_like(z),),
     "exp":         lambda xp, ops, ans, z: (ans,),
@@ -71,10 +88,10 @@ PARTIALS: dict[str, Callable[..., tuple]] = {
     "add":         lambda xp, ops, ans, x, y: (xp.ones_like(x), xp.ones_like(y)),
     "sub":         lambda xp, ops, ans, x, y: (xp.ones_like(x), -xp.ones_like(y)),
     "mul":         lambda xp, ops, ans, x, y: (y, x),
-    "sigmoid":     lambda xp, ops, ans, z: (ans * (1 - ans),),
+    "sigmoid":     lambda xp, ops, ans, z: (_sigmoid_partial(xp, ops, z),),
     "softplus":    lambda xp, ops, ans, z: (ops.sigmoid(z),),
     "log_sigmoid": lambda xp, ops, ans, z: (ops.sigmoid(-z),),
-    "tanh":        lambda xp, ops, ans, z: (1 - ans * ans,),
+    "tanh":        _sech2,
     "silu":        _silu_partial,
     "logaddexp":   lambda xp, ops, ans, x, y: (xp.exp(x - ans), xp.exp(y - ans)),
 }

@@ -197,7 +197,7 @@ class JaxBackend:
 
     # -- reproducers ---------------------------------------------------------------
     def snippet(self, op_call: str, inputs: Sequence[float], dtype: str, device: str) -> str:
-        """A one-line jax reproducer for ``op_call`` (as written by conformance.checks)."""
+        """A one-line jax reproducer for ``op_call`` (as written by conformance.machinery.reproduce)."""
         fname = snippet_function(op_call, {k: v[1] for k, v in _OPS.items()}, _ARITY, inputs)
         x64 = "jax.config.update('jax_enable_x64', True); " if dtype == "float64" else ""
         arr = lambda v: f"jnp.array([{_literal(v)}], dtype=jnp.{dtype})"  # noqa: E731

@@ -187,7 +187,7 @@ class TorchBackend:
 
     # -- reproducers ---------------------------------------------------------------
     def snippet(self, op_call: str, inputs: Sequence[float], dtype: str, device: str) -> str:
-        """A one-line torch reproducer for ``op_call`` (as written by conformance.checks)."""
+        """A one-line torch reproducer for ``op_call`` (as written by conformance.machinery.reproduce)."""
         fname = snippet_function(op_call, {k: v[1] for k, v in _OPS.items()}, _ARITY, inputs)
         dev = "" if device == "cpu" else f", device={device!r}"
         kind = f"dtype=torch.{dtype}{dev}"

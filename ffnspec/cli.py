@@ -73,7 +73,7 @@ def print_summary(data: dict, path: Path) -> None:
     order = {"internal_error": 0, "fail": 1, "error": 2, "xpass": 3, "deviation": 4, "not_implemented": 5}
     shown = sorted((r for r in records if r["verdict"] != "pass"),
                    key=lambda r: (order.get(r["verdict"], 9), r["clause"], r["dtype"]))
-    from ffnspec.conformance.report import error_cell, why
+    from ffnspec.conformance.machinery.report import error_cell, why
     rows = [[r["clause"], "/".join(x for x in (r["dtype"], r["device"], r["mode"]) if x), r["verdict"],
              error_cell(r), why(r)] for r in shown]
     if rows:
@@ -93,7 +93,7 @@ def _validate_run(args: argparse.Namespace):
     """Every option, path and adapter attribute, before pytest starts."""
     import pytest
 
-    from ffnspec.conformance.session import Session
+    from ffnspec.conformance.machinery.session import Session
     try:
         return Session.from_options(backend=args.backend, dtype=args.dtype, device=args.device, clauses=args.clauses,
                                     xfail_files=args.xfail_file or [], profile=args.profile,
@@ -177,7 +177,7 @@ def _docs(args: argparse.Namespace) -> int:
                            "(the pages go to the checkout's docs/clauses/ by default)")
     if out.exists() and not out.is_dir():
         raise UsageFailure(f"--out {str(out)!r} is a file, not a directory")
-    from ffnspec.conformance.session import check_writable_dir
+    from ffnspec.conformance.machinery.session import check_writable_dir
     import pytest
     try:
         check_writable_dir(str(out), "--out")

@@ -68,8 +68,8 @@ def clause_page(c: Clause) -> str:
         lines.append("- **Op parameters:** " + ", ".join(f"`{k}` = {v}" for k, v in c.params.items()))
     if c.domain:
         lines.append(f"- **Domain:** [{c.domain[0]:g}, {c.domain[1]:g}]")
-    if "vectors" in c.extra:  # out family: ops over rows and batches (conformance/reductions.py)
-        lines.append(f"- **Inputs:** `ffnspec.conformance.vectors.{c.extra['vectors']}`"
+    if "vectors" in c.extra:  # ops over rows and batches (out family): a recipe of conformance/inputs/rows.py
+        lines.append(f"- **Inputs:** `ffnspec.conformance.inputs.rows.{c.extra['vectors']}`"
                      + (f"; differentiated w.r.t. argument(s) {c.extra['wrt']}" if "wrt" in c.extra else ""))
     for mode, refs in c.extra.get("modes", {}).items():
         lines.append(f"- **{mode}:** reference `ffnspec.reference.{refs['reference']}`"
@@ -86,8 +86,14 @@ def clause_page(c: Clause) -> str:
     if t.accumulation:
         lines.append(f"- **Accumulation term A:** `ffnspec.reference.{t.accumulation}`, in units of u_acc "
                      "(float32 for 16-bit storage, the format's own u otherwise)")
+    if t.accuracy is not None:
+        lines.append(f"- **Accuracy (findings):** {t.accuracy:g} ULP of the exact value" if t.accuracy_scale is None else
+                     f"- **Accuracy (findings):** mixed, k = {t.accuracy:g} with S_acc(z) = "
+                     f"`ffnspec.reference.{t.accuracy_scale}`")
     lines += ["- **Graded beyond MUST:** correctly rounded / faithful / <=2 / <=4 / <=16 / >16 ULP"
               if t.criterion in ("ulp", "mixed") else "", "", "### Derivation", "", "```", t.derivation.strip(), "```"]
+    if t.accuracy is not None:
+        lines += ["", "### Derivation of the accuracy criterion", "", "```", t.accuracy_derivation.strip(), "```"]
     if c.relations:
         lines += ["", "## Relations checked", ""]
         for rel in c.relations:

@@ -9,7 +9,8 @@ import pytest
 
 from ffnspec import spec
 from ffnspec.adapters.numpy_backend import NumpyBackend
-from ffnspec.conformance import checks, properties
+from ffnspec.conformance.checks import composites, identities, properties, variants
+from ffnspec.conformance.inputs import rows
 from ffnspec.reference import function
 from ffnspec.spec import render
 
@@ -58,9 +59,9 @@ def test_clause_is_complete(clause):
                 if "ref" in term:
                     function(term["ref"])
                 if "op" in term:
-                    checks._primary_accuracy_clause(term["op"])  # its bound feeds the tolerance
+                    identities.primary_accuracy_clause(term["op"])  # its bound feeds the tolerance
     if clause.kind == "property":
-        assert clause.predicate in properties.PROPERTIES
+        assert properties.ELEMENTWISE.lookup(clause, clause.predicate)  # registered by conformance/<family>.py
     if clause.kind == "special":
         assert clause.special
     _complete_hid_kinds(clause)
@@ -72,30 +73,28 @@ def test_clause_is_complete(clause):
 def _complete_hid_kinds(clause):
     """The hid family's kinds: piecewise/subgradient name a reference and an op; composite/
     gradient/variant name a registered check; mixed bounds name their scale S."""
-    from ffnspec.conformance import composite, variants
     t = clause.tolerance
     if clause.kind in ("piecewise", "subgradient"):
         function(clause.reference)
         assert clause.op and t.criterion == "exact"
     if clause.kind in ("composite", "gradient"):
-        assert clause.check in composite.CHECKS, f"no registered check {clause.check!r}"
+        assert composites.CHECKS.lookup(clause, clause.check)
         function(clause.reference)
     if clause.kind == "variant":
-        assert clause.check in variants.CHECKS, f"no registered check {clause.check!r}"
+        assert variants.CHECKS.lookup(clause, clause.check)
     if clause.kind in ("composite", "gradient") and t.criterion == "mixed":
         function(t.scale)
         assert t.must is not None and t.per_term is not None
 
 
 def _complete_out_kinds(clause):
-    """The out family's kinds (conformance/reductions.py): an input recipe; values name a reference
+    """The out family's kinds (conformance/out.py, checks/*.reduction): an input recipe; values name a reference
     and, for the mixed bound, k and any S, A; derivatives name a reference per mode; properties a
     registered predicate."""
-    from ffnspec.conformance import reductions, vectors
     t = clause.tolerance
     if not clause.kind.startswith("reduction"):
         return
-    assert clause.op and clause.extra.get("vectors") in vectors.RECIPES
+    assert clause.op and clause.extra.get("vectors") in rows.RECIPES
     for ref in (t.scale, t.accumulation):
         if ref:
             function(ref)
@@ -109,7 +108,18 @@ def _complete_out_kinds(clause):
                 if key in refs:
                     function(refs[key])
     if clause.kind == "reduction_property":
-        assert clause.predicate in reductions.PREDICATES
+        assert properties.REDUCTION.lookup(clause, clause.predicate)
+
+
+# A family's own checks live in the module named for it, so the family reads as one column:
+# spec/NN_<family>.toml, reference/<family>.py, conformance/<family>.py.  ARCHITECTURE "One family, one column"
+def test_family_checks_live_in_the_family_module():
+    registries = {"composite": composites.CHECKS, "gradient": composites.CHECKS,
+                  "property": properties.ELEMENTWISE, "reduction_property": properties.REDUCTION}
+    for c in CLAUSES:
+        if c.kind in registries:
+            f = registries[c.kind].lookup(c, c.check or c.predicate)
+            assert f.__module__ == f"ffnspec.conformance.{c.family}", (c.id, f.__module__)
 
 
 # The kink/tie table: each row names an op, a point, a preferred value among the allowed ones and

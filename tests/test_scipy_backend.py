@@ -15,7 +15,7 @@ import scipy.special as sc
 
 from ffnspec import cli
 from ffnspec.adapters import BackendError, load_backend, probe
-from ffnspec.conformance import xfails
+from ffnspec.conformance.machinery import xfails
 from tests._inner import run_suite
 
 CTX = mpmath.MPContext()

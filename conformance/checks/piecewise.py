@@ -5,7 +5,7 @@ A piecewise-linear unit's value is a float of the format or one rounding of a pr
 required bitwise, with no tolerance.  Inputs: the clause's region (every finite value in
 16-bit formats), the neighbourhood of each kink (+-0, the smallest subnormals, 1-8 grid
 steps either side, the smallest normals), +-max_finite, +-inf and NaN.  At a kink the
-derivative is the backend's declared convention (conformance/conventions.py).
+derivative is the backend's declared convention (checks/conventions.py).
 
 Policies, written in the clauses:
 - a zero result may carry either sign unless the clause says ``zero = "+0"`` (then the
@@ -19,27 +19,13 @@ from __future__ import annotations
 import numpy as np
 
 from ffnspec import spec
-from ffnspec.conformance import conventions
-from ffnspec.conformance.harness import OpProgram, Target, format_float
-from ffnspec.conformance.measure import Record, fail
+from ffnspec.conformance.checks import conventions
+from ffnspec.conformance.inputs.scalars import kink_inputs
+from ffnspec.conformance.machinery.harness import OpProgram, Target
+from ffnspec.conformance.machinery.records import Record, fail
+from ffnspec.conformance.machinery.reproduce import format_float
 from ffnspec.reference import tables
-from ffnspec.reference.floatformat import Format, from_ordinal, ordinal, round_array, ulp_distance, ulp_error
-
-STEPS = 8
-
-
-def kink_inputs(fmt: Format, kinks) -> np.ndarray:
-    """At and beside each kink, and at the ends of the range: finite values, -0 included."""
-    top = int(ordinal(np.array([fmt.max_finite]), fmt)[0])
-    sub = 1 << (fmt.p - 1)                       # ordinal of the smallest normal
-    idx = [np.arange(-STEPS, STEPS + 1), sub + np.arange(-2, 3), -(sub + np.arange(-2, 3)),
-           top - np.arange(STEPS), -(top - np.arange(STEPS))]
-    for c in kinks:
-        if c != 0:
-            o = int(ordinal(np.array([float(c)]), fmt)[0])
-            idx.append(o + np.arange(-STEPS, STEPS + 1))
-    z = from_ordinal(np.clip(np.concatenate(idx), -top, top), fmt)
-    return np.concatenate([np.unique(z), [-0.0]])
+from ffnspec.reference.floatformat import Format, round_array, ulp_distance, ulp_error
 
 
 def inputs(fmt: Format, clause: spec.Clause, z: np.ndarray, *, nan: bool = True) -> np.ndarray:

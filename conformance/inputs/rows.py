@@ -14,6 +14,9 @@ Rows cover (ARCHITECTURE.md "Inputs that find real defects"):
 - masked rows (-inf entries: excluded classes), ties (all equal; two maxima), rows at the
   format's extremes (+-max_finite), and rows far below 0 (where e^z underflows unshifted);
 - exhaustively every finite 16-bit z for the pairs [0, z] and for binary cross-entropy.
+
+Also here: the cotangents and tangents of derivative checks (``directions``) and the
+arguments of an op taken from a recipe's group (``op_args``).
 """
 from __future__ import annotations
 
@@ -26,7 +29,8 @@ from typing import Callable
 import numpy as np
 from hypothesis import strategies as st
 
-from ffnspec.conformance import inputs
+from ffnspec import spec
+from ffnspec.conformance.inputs import scalars
 from ffnspec.reference.floatformat import Format, round_array
 
 LENGTHS = (1, 2, 3, 8, 17, 1000, 1026)
@@ -90,7 +94,7 @@ def logits(fmt: Format) -> list[Group]:
 @functools.lru_cache(maxsize=None)
 def pairs(fmt: Format) -> list[Group]:
     """Rows [0, z] for every z of the unary input region (every finite value in 16-bit formats)."""
-    z = inputs.region(fmt)
+    z = scalars.region(fmt)
     return [(np.stack([np.zeros_like(z), z], axis=1),)]
 
 
@@ -152,7 +156,7 @@ def logits_soft(fmt: Format) -> list[Group]:
 def binary(fmt: Format) -> list[Group]:
     """(z, y) elementwise: every z of the unary region with y = 0 and y = 1, and every 16th with
     soft targets y in {1/4, RN(0.3), 1/2, 3/4}."""
-    z = inputs.region(fmt)
+    z = scalars.region(fmt)
     soft = z[::16]
     targets = (0.25, float(round_array(np.array([0.3]), fmt)[0]), 0.5, 0.75)
     zs = np.concatenate([z, z] + [soft] * len(targets))
@@ -245,7 +249,7 @@ def samples(fmt: Format) -> list[Group]:
 
 # --------------------------------------------------------------- hypothesis ----
 def _values(fmt: Format, *, masked: bool = False, bound: float | None = None) -> st.SearchStrategy[float]:
-    v = inputs.floats(fmt)
+    v = scalars.floats(fmt)
     if bound is not None:
         v = v.filter(lambda x: abs(x) <= bound)
     if masked:
@@ -366,3 +370,21 @@ def groups(name: str, fmt: Format) -> list[Group]:
 def strategy(name: str, fmt: Format) -> st.SearchStrategy[Group] | None:
     make = RECIPES[name].strategy
     return make(fmt) if make is not None else None
+
+
+# ------------------------------------------------ directions, op arguments ----
+def directions(clause: spec.Clause, dtype: str, shapes: list[tuple[int, ...]], salt: int) -> list[np.ndarray]:
+    """Cotangents or tangents: multiples of 1/4 in [-4, 4], seeded by clause, dtype and group.  Their
+    differences are exact in every format, so no exact value of J t is a rounding midpoint shifted
+    by an unresolvably small term (e.g. e^(-max_finite)), which Ziv's test could not settle."""
+    rng = np.random.default_rng(zlib.crc32(f"{clause.id}|{dtype}|{salt}".encode()))
+    return [rng.integers(-16, 17, size=s) / 4.0 for s in shapes]
+
+
+def op_args(op: str, group: Group) -> Group:
+    """The op's arguments from a group of the recipe of a clause that uses it."""
+    if op == "bce_pos_weight":
+        return (group[0], group[1], np.ones_like(group[0]))
+    if op == "bce_prob":
+        return (np.full_like(group[0], 0.25), group[1])
+    return group

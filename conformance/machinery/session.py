@@ -1,6 +1,8 @@
 """One conformance run: the chosen backend, dtypes, devices, clauses, declared
 deviations and hypothesis settings, and the cases (clause x target x mode) that
-the test modules are parametrised over."""
+the test modules are parametrised over.  A case's inputs: the deterministic region
+and hypothesis-drawn arrays (scalar clauses), or the groups of the clause's recipe
+and hypothesis-drawn groups (clauses over rows and batches)."""
 from __future__ import annotations
 
 import contextlib
@@ -13,14 +15,15 @@ import pytest
 
 from ffnspec import spec
 from ffnspec.adapters import DTYPES, Backend, BackendError, load_backend
-from ffnspec.conformance import xfails
-from ffnspec.conformance.harness import NotImplementedByBackend, Target
-from ffnspec.conformance.measure import Record
+from ffnspec.conformance.machinery import xfails
+from ffnspec.conformance.machinery.harness import NotImplementedByBackend, Target
+from ffnspec.conformance.machinery.records import Record
 
 PROFILES = {
     "fast": dict(max_examples=20),
     "ci": dict(max_examples=20, derandomize=True),
     "thorough": dict(max_examples=400),
+    "strict": dict(max_examples=20, derandomize=True),  # ci, with accuracy findings failing
 }
 DERIVATIVE_MODES = ("vjp", "jvp")
 
@@ -40,9 +43,9 @@ class Case:
         return "-".join(parts)
 
     def region(self):
-        from ffnspec.conformance import inputs
-        return inputs.region(self.target.fmt, self.clause.domain,
-                             dense_runs=self.clause.extra.get("inputs") == "dense-runs")
+        from ffnspec.conformance.inputs import scalars
+        return scalars.region(self.target.fmt, self.clause.domain,
+                              dense_runs=self.clause.extra.get("inputs") == "dense-runs")
 
     @contextlib.contextmanager
     def supervised(self):
@@ -54,10 +57,18 @@ class Case:
             self.record.message = str(e)
             pytest.skip(f"not implemented: {e}")
 
+    def run(self, check: Callable, **kw) -> None:
+        """``check(clause, target, record, z, **kw)`` on the region, then on hypothesis-drawn
+        arrays, supervised (a scalar clause's whole check)."""
+        with self.supervised():
+            check(self.clause, self.target, self.record, self.region(), **kw)
+            self.explore(check, **kw)
+
     def explore(self, check: Callable, **kw) -> None:
         """Run ``check(clause, target, record, z, **kw)`` on hypothesis-drawn arrays."""
         from hypothesis import given
-        from ffnspec.conformance import inputs
+        # the name ``inputs`` is kept: hypothesis derandomises from the source text of ``explore``
+        from ffnspec.conformance.inputs import scalars as inputs
 
         @self.settings
         @given(inputs.arrays(self.target.fmt, self.clause.domain))
@@ -109,6 +120,30 @@ def _adapter_deviations(b: Backend, spec_name: str) -> list[xfails.Deviation]:
     raise xfails.XfailFileError(f"backend {spec_name!r} declares deviations = {str(shipped)!r}, but no such file: "
                                 f"looked for {', '.join(str(c) for c in candidates)}")
 
+def groups(case: Case) -> list[tuple]:
+    """The deterministic groups of the clause's recipe (clauses over rows and batches)."""
+    from ffnspec.conformance.inputs import rows
+    return rows.groups(case.clause.extra["vectors"], case.target.fmt)
+
+
+def explore_groups(case: Case, check: Callable, **kw) -> None:
+    """The check again on hypothesis-drawn groups of the clause's recipe.  A drawn group is up to
+    3 rows of up to 17 entries, each needing its own reference evaluation, so these checks draw
+    2/5 of the profile's examples (8 of 20 in the default profile); the deterministic groups
+    carry the lengths, spreads and special rows."""
+    from hypothesis import given, settings
+    from ffnspec.conformance.inputs import rows
+    strategy = rows.strategy(case.clause.extra["vectors"], case.target.fmt)
+    if strategy is None:
+        return
+
+    @settings(case.settings, max_examples=max(1, case.settings.max_examples * 2 // 5))
+    @given(strategy)
+    def explore(group):
+        check(case.clause, case.target, case.record, group, **kw)
+
+    explore()
+
 
 @dataclass
 class Session:
@@ -122,11 +157,12 @@ class Session:
     records: list[Record] = field(default_factory=list)  # one per check run; report.merged() folds them
     pending: dict[tuple, int] = field(default_factory=dict)  # record key -> checks not yet run
     excused: set[tuple] = field(default_factory=set)        # keys where a declared deviation showed (or no op)
+    strict: bool = False                                     # accuracy findings fail
 
     @classmethod
     def from_options(cls, *, backend: str | None, dtype: str | None, device: str | None, clauses: str | None,
                      xfail_files: list[str], profile: str, declared: bool, cache_dir: str | None,
-                     report: str | None = None, flag: str = "--ffnspec-") -> "Session":
+                     report: str | None = None, flag: str = "--ffnspec-", strict: bool = False) -> "Session":
         """Validate every option before any work; raises pytest.UsageError with one clear line.
         ``flag`` is the prefix of the options as the user typed them (``--`` for the CLI)."""
         spec_name = backend or "numpy"
@@ -177,7 +213,7 @@ class Session:
         if cache_dir:
             from ffnspec.reference import tables
             tables.set_cache_dir(cache_dir)
-        return cls(spec_name, b, wanted, devs, patterns, profile, devs_decl)
+        return cls(spec_name, b, wanted, devs, patterns, profile, devs_decl, strict=strict or profile == "strict")
 
     def unmatched_deviations(self) -> list[tuple[xfails.Deviation, str]]:
         """Declared entries that matched no check of this run, with why: a typo (no clause id
@@ -207,13 +243,13 @@ class Session:
         modes: tuple[str | None, ...] = DERIVATIVE_MODES if kind in spec.MODED_KINDS else (None,)
         for clause, dtype, device, mode in itertools.product(
                 spec.select(kind=kind, patterns=self.patterns), self.dtypes, self.devices, modes):
-            target = Target(self.backend, self.backend_spec, dtype, device)
+            target = Target(self.backend, self.backend_spec, dtype, device, strict=self.strict)
             rec = Record(clause=clause.id, backend=self.backend.name, dtype=dtype, device=device, mode=mode,
                          criterion=clause.tolerance.criterion, must=clause.tolerance.must)
             case = Case(clause, target, mode, rec, self.hypothesis_settings)
             for dev in self.deviations:
                 if dev.matches(clause=clause.id, backend=self.backend.name, dtype=dtype, device=device, mode=mode):
-                    case.deviation = dev
+                    case.deviation = rec.scope = dev
                     dev.matched += 1
                     break
             out.append(case)

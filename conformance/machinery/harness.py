@@ -14,7 +14,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ffnspec.adapters import Backend
-from ffnspec.reference.floatformat import Format, get_format, is_representable, python_literal
+from ffnspec.reference.floatformat import Format, get_format, is_representable
+
+
+MODES = ("vjp", "jvp")  # reverse and forward mode
 
 
 class AdapterFault(AssertionError):
@@ -36,6 +39,7 @@ class Target:
     backend_spec: str          # what the user passed: entry-point name or module:Class
     dtype: str
     device: str
+    strict: bool = False       # accuracy findings fail (--strict, the strict profile)
     fmt: Format = field(init=False)
 
     def __post_init__(self) -> None:
@@ -199,7 +203,7 @@ class Target:
 
 
     # -- ops over rows and batches (out family: softmax, logsumexp, losses; conformance/
-    # reductions.py).  Arguments keep their own shapes; class labels cross as integers
+    # out.py).  Arguments keep their own shapes; class labels cross as integers
     # (``asindex``); the result's shape follows REDUCTION_SHAPES. ----------------------
     def to_backend_index(self, a: np.ndarray) -> Any:
         fn = getattr(self.backend, "asindex", None)
@@ -250,6 +254,12 @@ REDUCTION_SHAPES = {
     "cov_from_factor": "gram",
 }
 INDEX_ARGS = {"cross_entropy": (1,), "cross_entropy_sum": (1,), "cross_entropy_mean": (1,), "nll": (1,)}
+ELEMENTWISE_LOSSES = ("bce", "bce_pos_weight", "bce_prob", "half_sq_error", "gaussian_nll")
+
+
+def is_reduction_op(op: str) -> bool:
+    """An op over rows or a batch, or an elementwise loss (called through ``call_reduction``)."""
+    return op in REDUCTION_SHAPES or op in ELEMENTWISE_LOSSES
 
 
 def reduction_shape(op: str, shapes: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
@@ -264,6 +274,19 @@ def reduction_shape(op: str, shapes: Sequence[tuple[int, ...]]) -> tuple[int, ..
     if rule == "gram":
         return tuple(shapes[0][:-1]) + tuple(shapes[0][-2:-1])
     return tuple(np.broadcast_shapes(*shapes))
+
+
+def items(a: np.ndarray) -> np.ndarray:
+    """(items, k): one row per item, the components flattened."""
+    return np.asarray(a, dtype=np.float64).reshape(a.shape[0], -1) if np.ndim(a) else np.reshape(a, (1, 1))
+
+
+def call_items(target: Target, op: str, group: tuple[np.ndarray, ...]) -> np.ndarray:
+    """op on a group, (items, k): one call for row-wise ops, one call per item for ops that
+    reduce a whole array."""
+    if REDUCTION_SHAPES.get(op) == "scalar":
+        return np.array([target.call_reduction(op, *[a[i] for a in group]) for i in range(group[0].shape[0])])[:, None]
+    return items(target.call_reduction(op, *group))
 
 
 class _BoundProgram:
@@ -303,5 +326,3 @@ class _UnaryProgram:
 def _unary_program(op: str) -> Callable:
     return _UnaryProgram(op)
 
-
-format_float = python_literal  # reproducers print exact floats

@@ -1,189 +1,27 @@
-"""Checks of structured units and programs (kinds "composite" and "gradient"): PReLU with a
-per-channel or shared slope, maxout, radial basis units, the low-rank projection and the
-folding tent map.  Each clause names its check (``check = "..."``); each check builds small
-structured problems from the drawn values z (exactly representable in the format), calls
-the backend through the supervised harness (``Target.apply``, ``Target.gradient``), gets
-the exact answer from ffnspec.reference.hid, rounded once (precision.evaluate), and measures
-with the clause's criterion: exact (bitwise, conventions at kinks and ties) or mixed
-(|y - t| <= k (u (|t| + S) + eta), k = must + per_term n, docs/measure.md).
+"""The hid family (spec/20_hid.toml, reference/hid.py): what conformance checks specifically
+for the structured hidden units, as composite checks registered by name (kinds "composite"
+and "gradient", checks/composites.py): PReLU with a per-channel or shared slope, maxout,
+radial basis units, the low-rank projection and the folding tent map, each with the
+construction of its structured problems from the drawn values.  The hid family's
+piecewise-linear units, kink/tie conventions and op variants are checked by the generic
+checks/piecewise.py, checks/conventions.py and checks/variants.py from the clauses alone.
 """
 from __future__ import annotations
 
 import functools
 import math
-from typing import Callable
 
 import numpy as np
 
-from ffnspec import spec
-from ffnspec.conformance import conventions
-from ffnspec.conformance.harness import OpProgram, Target
-from ffnspec.conformance.measure import Record, fail
+from ffnspec.conformance.checks import conventions
+from ffnspec.conformance.checks.composites import register
+from ffnspec.conformance.inputs.scalars import cycle, kink_inputs, mantissa, pool
+from ffnspec.conformance.machinery.harness import OpProgram, Target
+from ffnspec.conformance.machinery.measure import approx, exact, k_terms, mixed_error, same_exact
+from ffnspec.conformance.machinery.records import conclude
+from ffnspec.conformance.machinery.reproduce import grad_call, named, seed_text
 from ffnspec.reference import function, precision, tables
 from ffnspec.reference.floatformat import Format, ordinal, round_array
-
-CHECKS: dict[str, Callable] = {}
-FIXED = {"folding"}  # checks of a fixed construction: drawn values do not enter
-POOL = 4096       # at most this many drawn values feed one deterministic pass
-
-
-def register(name: str):
-    def add(f):
-        CHECKS[name] = f
-        return f
-    return add
-
-
-def run(clause: spec.Clause, target: Target, record: Record, z: np.ndarray, *, mode: str | None = None) -> list[dict]:
-    """Run the clause's registered check; returns the convention rows it relied on."""
-    kw = {} if mode is None else {"mode": mode}
-    return CHECKS[clause.check](clause, target, record, np.asarray(z, dtype=np.float64), **kw) or []
-
-
-# ---------------------------------------------------------------- helpers ----
-def pool(z: np.ndarray, fmt: Format, *, extra=(), finite: bool = True, size: int = POOL) -> np.ndarray:
-    """Up to ``size`` of the drawn values (a fixed sample of a large region) plus ``extra``."""
-    z = np.asarray(z, dtype=np.float64)
-    if finite:
-        z = z[np.isfinite(z)]
-    if z.size > size:
-        z = np.random.default_rng(0x41d).choice(z, size, replace=False)
-    out = np.concatenate([z, np.asarray(extra, dtype=np.float64)])
-    return out if out.size else np.array([1.0])
-
-
-def cycle(v: np.ndarray, n: int, offset: int = 0) -> np.ndarray:
-    """n values taken cyclically from v (a short hypothesis draw fills any shape)."""
-    return v[(np.arange(n) + offset) % v.size]
-
-
-def mantissa(v: np.ndarray, fmt: Format, lo: int, hi: int) -> np.ndarray:
-    """Each value's significand in [1, 2), signed, times 2^e with e in [lo, hi] chosen by its
-    grid position: full-precision values of a controlled magnitude (exact scaling)."""
-    v = np.where(np.isfinite(v) & (v != 0), v, 1.0)
-    m, _ = np.frexp(v)
-    e = lo + np.abs(ordinal(v, fmt)) % (hi - lo + 1)
-    return round_array(np.ldexp(2 * m, e.astype(int)), fmt)
-
-
-def exact(f: Callable, problems: list[tuple], fmt: Format) -> precision.Exact:
-    """(hi, lo, cr) of f(ctx, *args) for each problem: args are nested lists of floats, turned
-    into context numbers at each working precision; one correct rounding (precision.py)."""
-    hi, lo, cr = (np.empty(len(problems)) for _ in range(3))
-    for n, args in enumerate(problems):
-        flat, unflatten = _flatten(args)
-        hi[n], lo[n], cr[n] = precision.evaluate(lambda ctx, *a: f(ctx, *unflatten(list(a))), tuple(flat), fmt)
-    return precision.Exact(hi, lo, cr)
-
-
-def approx(f: Callable, problems: list[tuple]) -> np.ndarray:
-    """f to about 64 bits (error scales S, underflow factors c)."""
-    ctx = precision.context(64)
-    out = []
-    for args in problems:
-        flat, unflatten = _flatten(args)
-        out.append(float(f(ctx, *unflatten([ctx.mpf(a) for a in flat]))))
-    return np.array(out)
-
-
-def _flatten(args):
-    """Nested lists/tuples/arrays of floats -> (flat floats, rebuild(flat values)); str/int kept."""
-    flat: list[float] = []
-
-    def walk(a):
-        if isinstance(a, np.ndarray):
-            a = a.tolist()
-        if isinstance(a, (list, tuple)):
-            return type(a)(walk(x) for x in a) if isinstance(a, tuple) else [walk(x) for x in a]
-        if isinstance(a, float):
-            flat.append(a)
-            return _Slot(len(flat) - 1)
-        return a
-    shape = walk(list(args))
-
-    def rebuild(values):
-        def put(s):
-            if isinstance(s, _Slot):
-                return values[s.i]
-            if isinstance(s, tuple):
-                return tuple(put(x) for x in s)
-            if isinstance(s, list):
-                return [put(x) for x in s]
-            return s
-        return put(shape)
-    return flat, rebuild
-
-
-class _Slot:
-    __slots__ = ("i",)
-
-    def __init__(self, i):
-        self.i = i
-
-
-def mixed_error(target: Target, got: np.ndarray, ex: precision.Exact, scale: np.ndarray, k: np.ndarray,
-                underflow: np.ndarray | float = 0.0) -> np.ndarray:
-    """|g - t| / (u (|t| + S) + eta (1 + c)) / k: <= 1 passes.  eta = 2^(emin-p) (2^emin with
-    FTZ), kept doubled as in conformance.checks; an infinite t met exactly is no error."""
-    fmt = target.fmt
-    two_eta = 2 * fmt.min_normal if target.ftz else fmt.min_subnormal
-    with np.errstate(invalid="ignore", over="ignore"):
-        err = 2 * np.abs((got - ex.hi) - ex.lo) / (2 * fmt.unit_roundoff * (np.abs(ex.hi) + scale)
-                                                  + two_eta * (1 + underflow))
-    err = np.where(np.isinf(ex.hi) & (got == ex.hi), 0.0, err)
-    return np.where(np.isnan(err), np.inf, err) / k
-
-
-def array_text(name: str, a: np.ndarray, target: Target) -> str:
-    vals = np.asarray(a, dtype=np.float64)
-    body = repr(vals.tolist()).replace("inf", "float('inf')").replace("nan", "float('nan')")
-    return f"{name} = b.asarray(np.array({body}).reshape({vals.shape}), {target.dtype!r}, {target.device!r})"
-
-
-def repro(target: Target, arrays: dict[str, np.ndarray], call: str, prelude: tuple[str, ...] = ()) -> str:
-    """Copy-paste Python re-running a structured call through the same adapter."""
-    return "\n".join(["import numpy as np", "from ffnspec.adapters import load_backend",
-                      f"b = load_backend({target.backend_spec!r})",
-                      *(array_text(n, a, target) for n, a in arrays.items()), *prelude, f"print({call})"])
-
-
-def seed_text(target: Target, *arrays: np.ndarray, tangents: bool = False) -> str:
-    """Backend arrays of the given (small) constant arrays, as source."""
-    items = [f"b.asarray(np.array({np.asarray(a, dtype=np.float64).tolist()}), {target.dtype!r}, {target.device!r})"
-             for a in arrays]
-    return f"[{', '.join(items)}]" if tangents else items[0]
-
-
-def grad_call(mode: str, program: str, names: list[str], seed: str) -> str:
-    """Text of a vjp/jvp call of a program (an expression in ops and the names, or a function
-    name) over named primals."""
-    fn = program if program.isidentifier() else f"lambda ops, {', '.join(names)}: {program}"
-    if mode == "vjp":
-        return f"[b.to_numpy(g).tolist() for g in b.vjp({fn}, [{', '.join(names)}], {seed})[1]]"
-    return f"b.to_numpy(b.jvp({fn}, [{', '.join(names)}], {seed})[1]).tolist()"
-
-
-def conclude(record: Record, clause: spec.Clause, target: Target, bad: np.ndarray, err: np.ndarray, *,
-             what: str, criterion: str, reproducer: Callable[[int], str], inputs: list[np.ndarray],
-             got: np.ndarray, want: np.ndarray) -> None:
-    """Fold one batch into the record; on a violation fail with the worst case's reproducer."""
-    record.observe(inputs=[np.ravel(a) for a in inputs], error=np.ravel(err), output=np.ravel(got),
-                   exact=np.ravel(want))
-    record.violations += int(np.sum(bad))
-    if np.any(bad):
-        i = int(np.argmax(np.where(np.ravel(bad), np.ravel(err), -1)))
-        fail(record, clause, target, what=what, op_call="", criterion=criterion, repro=reproducer(i))
-
-
-def same_exact(got: np.ndarray, want: np.ndarray, any_zero_sign: bool = True) -> np.ndarray:
-    with np.errstate(invalid="ignore"):
-        eq = (got == want) & (any_zero_sign | (want != 0) | (np.signbit(got) == np.signbit(want)))
-    return eq | (np.isnan(got) & np.isnan(want))
-
-
-def _k(clause: spec.Clause, n) -> np.ndarray:
-    t = clause.tolerance
-    return t.must + (t.per_term or 0) * np.asarray(n, dtype=np.float64)
 
 
 # ------------------------------------------------------------------ PReLU ----
@@ -192,7 +30,6 @@ _SLOPES = ((0.01, -0.3, 0.0), (3.7, 0.25, -1.0), (0.2,))   # per channel (C = 3)
 
 def _prelu_problems(z: np.ndarray, fmt: Format, target: Target):
     """(z of shape (M, C, L) or (M, C), alpha of shape (C, 1) / (C,) / (1,)) covering every drawn value."""
-    from ffnspec.conformance.piecewise import kink_inputs
     v = np.concatenate([pool(z, fmt, finite=False, size=1 << 16), kink_inputs(fmt, [0.0]), [np.inf, -np.inf]])
     out = []
     for slopes, shape in ((_SLOPES[0], (3, 4)), (_SLOPES[1], (3,)), (_SLOPES[2], (3, 2))):
@@ -221,7 +58,7 @@ def prelu_value(clause, target, record, z):
         want = np.full(zz.shape, np.nan)
         want[num] = tables.exact(clause.reference, (zz[num], af[num]), fmt).cr
         ok = same_exact(y, want)
-        if target.ftz:  # the exact or the rounded value subnormal: 0 counts (checks._flushed)
+        if target.ftz:  # the exact or the rounded value subnormal: 0 counts (checks/accuracy._flushed)
             hi = np.full(zz.shape, np.nan)
             hi[num] = tables.exact(clause.reference, (zz[num], af[num]), fmt).hi
             ok |= ((np.abs(want) < fmt.min_normal) | (np.abs(hi) < fmt.min_normal)) & (y == 0)
@@ -234,7 +71,7 @@ def prelu_value(clause, target, record, z):
 
         def rep(i, zz=zz, alpha=alpha):
             n = np.unravel_index(i, zz.shape)[0]
-            return repro(target, {"z": zz[n:n + 1], "alpha": alpha}, "b.to_numpy(b.ops.prelu(z, alpha)).tolist()")
+            return named(target, {"z": zz[n:n + 1], "alpha": alpha}, "b.to_numpy(b.ops.prelu(z, alpha)).tolist()")
         conclude(record, clause, target, ~ok, err, what=f"prelu value is not the correctly rounded alpha_c z "
                  f"(alpha shape {alpha.shape})", criterion="exact: RN(max(0,z) + alpha_c min(0,z)) bitwise",
                  reproducer=rep, inputs=[zz, af], got=y, want=want)
@@ -275,7 +112,7 @@ def prelu_grad_z(clause, target, record, z, *, mode):
             n = np.unravel_index(i, zz.shape)[0]
             one = np.ones(zz[n:n + 1].shape)
             seed = seed_text(target, one) if mode == "vjp" else seed_text(target, one, 0 * alpha, tangents=True)
-            return repro(target, {"z": zz[n:n + 1], "alpha": alpha},
+            return named(target, {"z": zz[n:n + 1], "alpha": alpha},
                          grad_call(mode, "ops.prelu(z, alpha)", ["z", "alpha"], seed))
         conclude(record, clause, target, ~ok, err, what=f"{mode} derivative of prelu w.r.t. z is not 1 / alpha_c / "
                  f"the declared prelu_grad_at_0 (alpha shape {alpha.shape})",
@@ -328,14 +165,14 @@ def prelu_grad_alpha(clause, target, record, z, *, mode):
             S = approx(sc, probs)
             n = np.ones(len(probs))
             got = got.ravel()
-        err = mixed_error(target, got, ex, S, _k(clause, n))
+        err = mixed_error(target, got, ex, S, k_terms(clause, n))
         bad = ~(err <= 1)
 
         def rep(i, zz=zz, alpha=alpha, gbar=gbar):
             if mode == "vjp":
-                return repro(target, {"z": zz, "alpha": alpha, "gbar": gbar},
+                return named(target, {"z": zz, "alpha": alpha, "gbar": gbar},
                              grad_call(mode, "ops.prelu(z, alpha)", ["z", "alpha"], "gbar"))
-            return repro(target, {"z": zz, "alpha": alpha, "zdot": np.zeros_like(zz),
+            return named(target, {"z": zz, "alpha": alpha, "zdot": np.zeros_like(zz),
                                   "adot": mantissa(gbar.ravel()[:alpha.size], fmt, -1, 0).reshape(alpha.shape)},
                          grad_call(mode, "ops.prelu(z, alpha)", ["z", "alpha"], "[zdot, adot]"))
         conclude(record, clause, target, bad, err, what=f"{mode} derivative w.r.t. alpha (shape {alpha.shape}) "
@@ -391,7 +228,7 @@ def maxout_value(clause, target, record, z):
 
         def rep(i, x=x, k=k):
             r = i // 3
-            return repro(target, {"z": x[r:r + 1]}, f"b.to_numpy(b.ops.maxout(z, k={k})).tolist()")
+            return named(target, {"z": x[r:r + 1]}, f"b.to_numpy(b.ops.maxout(z, k={k})).tolist()")
         conclude(record, clause, target, ~ok, err, what=f"maxout (k = {k}) is not the exact group maximum",
                  criterion="exact: max over each group of k consecutive entries", reproducer=rep,
                  inputs=[np.arange(y.size, dtype=float)], got=y, want=want)
@@ -468,7 +305,7 @@ def maxout_grad(clause, target, record, z, *, mode):
             rr = i // 3
             seed = (seed_text(target, c[rr:rr + 1]) if mode == "vjp" else
                     seed_text(target, np.ones((1, 3 * k)), tangents=True))
-            return repro(target, {"z": x[rr:rr + 1]}, grad_call(mode, f"ops.maxout(z, k={k})", ["z"], seed))
+            return named(target, {"z": x[rr:rr + 1]}, grad_call(mode, f"ops.maxout(z, k={k})", ["z"], seed))
         why = []
         if (~ok_rule).any():
             why.append(f"tied groups not routed by the rule {' or '.join(rules)} (maxout_ties)")
@@ -514,11 +351,11 @@ def rbf_value(clause, target, record, z):
         probs = [(x[a], W[i], float(sigma[i])) for a in range(x.shape[0]) for i in range(W.shape[0])]
         ex = exact(ref, probs, fmt)
         S = approx(sc, probs)
-        err = mixed_error(target, h.ravel(), ex, S, _k(clause, x.shape[1]))
+        err = mixed_error(target, h.ravel(), ex, S, k_terms(clause, x.shape[1]))
         bad = ~(err <= 1)
         conclude(record, clause, target, bad, err, what=f"rbf value (d = {x.shape[1]}) exceeds the mixed bound",
                  criterion=f"|h - t| <= (6 + d) (u (t + q t) + eta) (error in units of that bound)",
-                 reproducer=lambda i, x=x, W=W, sigma=sigma: repro(
+                 reproducer=lambda i, x=x, W=W, sigma=sigma: named(
                      target, {"x": x, "W": W, "sigma": sigma}, "b.to_numpy(b.ops.rbf(x, W, sigma)).tolist()"),
                  inputs=[np.repeat(np.arange(x.shape[0], dtype=float), W.shape[0])], got=h.ravel(),
                  want=ex.hi + ex.lo)
@@ -554,14 +391,14 @@ def rbf_grad(clause, target, record, z, *, mode):
         ex = exact(ref, probs, fmt)
         S = approx(sc, probs)
         c = approx(uf, probs)
-        err = mixed_error(target, got, ex, S, _k(clause, d + terms), underflow=c)
+        err = mixed_error(target, got, ex, S, k_terms(clause, d + terms), underflow=c)
         bad = ~(err <= 1)
         names = (["dx"] * (N * d) + ["dW"] * (n * d) + ["dsigma"] * n) if mode == "vjp" else ["dh"] * (N * n)
         worst = names[int(np.argmax(np.where(bad, err, -1)))] if bad.any() else ""
         conclude(record, clause, target, bad, err,
                  what=f"{mode} rbf derivative ({worst}, d = {d}) exceeds the mixed bound",
                  criterion="|g - t| <= (10 + d + n_s) (u (|t| + S) + eta (1 + c)) (error in units of that bound)",
-                 reproducer=lambda i, x=x, W=W, sigma=sigma, sa=seed_arrays, st=seed_src: repro(
+                 reproducer=lambda i, x=x, W=W, sigma=sigma, sa=seed_arrays, st=seed_src: named(
                      target, {"x": x, "W": W, "sigma": sigma, **sa},
                      grad_call(mode, "ops.rbf(x, W, sigma)", ["x", "W", "sigma"], st)),
                  inputs=[terms.astype(float)], got=got, want=ex.hi + ex.lo)
@@ -593,11 +430,11 @@ def lowrank_value(clause, target, record, z):
         ex = exact(ref, probs, fmt)
         S = approx(sc, probs)
         d, r = x.shape[1], U.shape[0]
-        err = mixed_error(target, h.ravel(), ex, S, _k(clause, d + r))
+        err = mixed_error(target, h.ravel(), ex, S, k_terms(clause, d + r))
         bad = ~(err <= 1)
         conclude(record, clause, target, bad, err, what=f"low-rank projection (d = {d}, r = {r}) exceeds the mixed bound",
                  criterion="|h - t| <= (1 + d + r) (u (|t| + S) + eta) (error in units of that bound)",
-                 reproducer=lambda i, x=x, V=V, U=U: repro(target, {"x": x, "V": V, "U": U},
+                 reproducer=lambda i, x=x, V=V, U=U: named(target, {"x": x, "V": V, "U": U},
                                                            "b.to_numpy(b.ops.lowrank(x, V, U)).tolist()"),
                  inputs=[np.repeat(np.arange(x.shape[0], dtype=float), V.shape[0])], got=h.ravel(), want=ex.hi + ex.lo)
 
@@ -621,7 +458,7 @@ def lowrank_linear(clause, target, record, z):
         conclude(record, clause, target, ~ok, err, what=f"f(a x + b y) != a f(x) + b f(y) (a = {a:g}, b = {b:g}) "
                  "or f(x) != V U x exactly, or f(0) != 0",
                  criterion="exact on small integers", inputs=[np.full(2, a), np.full(2, b)], got=fxy, want=want,
-                 reproducer=lambda i, x=x, y=y, U=U, V=V, a=a, b=b: repro(
+                 reproducer=lambda i, x=x, y=y, U=U, V=V, a=a, b=b: named(
                      target, {"x": x, "y": y, "xy": a * x + b * y, "V": V, "U": U},
                      f"[b.to_numpy(b.ops.lowrank(u, V, U)).tolist() for u in (x, y, xy)]  # want f(xy) = "
                      f"{a:g} f(x) + {b:g} f(y)"))
@@ -638,7 +475,7 @@ def _fold_program(layers: int):
     return fn
 
 
-@register("folding")
+@register("folding", fixed=True)
 def folding(clause, target, record, z):
     fmt = target.fmt
     modes = [m for m in ("vjp", "jvp") if callable(getattr(target.backend, m, None))]
@@ -672,7 +509,7 @@ def folding(clause, target, record, z):
                        "        x = ops.sub(one, ops.abs(ops.sub(one, ops.mul(two, x))))", "    return x")
             conclude(record, clause, target, bad, err, what=what,
                      criterion=f"exact values; exactly 2^l = {1 << layers} pieces; slopes +-2^l inside pieces",
-                     reproducer=lambda i, x=x, seed=seed, prelude=prelude, mode=mode: repro(
+                     reproducer=lambda i, x=x, seed=seed, prelude=prelude, mode=mode: named(
                          target, {"x": x, "one": np.ones_like(x), "two": np.full_like(x, 2.0)},
                          grad_call(mode, "tent", ["x", "one", "two"], seed), prelude),
                      inputs=[x], got=y, want=want)

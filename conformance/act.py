@@ -1,54 +1,43 @@
-"""Exact properties (kind = "property"): each predicate calls the backend on the
-given inputs and returns which of them violate the clause's statement."""
+"""The act family (spec/10_act.toml, reference/act.py): what conformance checks specifically
+for the scalar activations sigmoid, softplus, tanh and their derivatives.  Their values,
+derivatives, identities and special values are checked by the generic checks from the
+clauses alone; here are the predicates of the exact properties ([act.*] kind "property"):
+each calls the backend on the given inputs and returns which of them violate the clause's
+statement.
+"""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from ffnspec.conformance import inputs
+from ffnspec.conformance.checks.properties import ELEMENTWISE, Finding
+from ffnspec.conformance.inputs import scalars
 from ffnspec.reference import tables
 from ffnspec.reference.floatformat import ulp
 
 SPECIALS = np.array([0.0, -0.0, np.inf, -np.inf])
-
-
-@dataclass
-class Outcome:
-    inputs: list[np.ndarray]
-    output: np.ndarray
-    expected: np.ndarray
-    bad: np.ndarray
-    explain: str
-
-
-PROPERTIES: dict[str, Callable] = {}
-
-
-def predicate(name: str):
-    def register(f):
-        PROPERTIES[name] = f
-        return f
-    return register
+predicate = ELEMENTWISE.register
 
 
 @predicate("sigmoid_in_unit_interval")
 def sigmoid_in_unit_interval(target, z):
     z = np.concatenate([z, SPECIALS])
     y = target.call("sigmoid", z)
-    return Outcome([z], y, np.clip(y, 0, 1), ~((y >= 0) & (y <= 1)), "sigmoid left [0, 1]")
+    return Finding([z], y, np.clip(y, 0, 1), ~((y >= 0) & (y <= 1)), "sigmoid left [0, 1]")
 
 
 @predicate("nondecreasing")
 def nondecreasing(target, z):
     # sorted, one zero; each input's grid successors make adjacent pairs even for random z
-    z = np.unique(np.concatenate([inputs.successors(z, target.fmt), [-np.inf, np.inf]]))
+    z = np.unique(np.concatenate([scalars.successors(z, target.fmt), [-np.inf, np.inf]]))
+    z = z[~np.isnan(z)]
     y = target.call("sigmoid", z)
-    bad = y[1:] < y[:-1]
-    return Outcome([z[1:]], y[1:], y[:-1], bad, "sigmoid decreased between adjacent inputs "
-                   "(worst input is the larger z; 'exact' shows the result at the smaller one)")
+    bad = (y[1:] < y[:-1]) | np.isnan(y[1:])  # NaN compares false: a NaN result is no ordered value
+    bad[0] |= np.isnan(y[0])
+    return Finding([z[1:]], y[1:], y[:-1], bad, "sigmoid decreased between adjacent inputs, or returned NaN "
+                   "for a non-NaN input (worst input is the larger z; 'exact' shows the result at the smaller one)")
 
 
 @predicate("sigmoid_grad_at_most_quarter")
@@ -56,7 +45,7 @@ def sigmoid_grad_at_most_quarter(target, z):
     z = np.concatenate([z, [0.0, -0.0]])
     g = target.derivative("sigmoid", z, mode="vjp")
     bad = (g > 0.25) | ((z == 0) & (g != 0.25)) | np.isnan(g)
-    return Outcome([z], g, np.minimum(g, 0.25), bad, "sigma'(z) exceeded 1/4, or sigma'(0) != 1/4")
+    return Finding([z], g, np.minimum(g, 0.25), bad, "sigma'(z) exceeded 1/4, or sigma'(0) != 1/4")
 
 
 def _chain(length: int) -> Callable:
@@ -78,7 +67,7 @@ def sigmoid_chain_vanishes(target, z):
         bounds.append(np.full_like(g, bound))
         bads.append(~(np.abs(g) <= bound))
         ins.append(z)
-    return Outcome([np.concatenate(ins)], np.concatenate(outs), np.concatenate(bounds),
+    return Finding([np.concatenate(ins)], np.concatenate(outs), np.concatenate(bounds),
                    np.concatenate(bads), "derivative of an l-fold sigmoid chain exceeded 4^-l")
 
 
@@ -90,7 +79,7 @@ def softplus_between_relu_and_relu_plus_log2(target, z):
     with np.errstate(over="ignore"):
         upper = relu + math.log(2) + 5 * ulp(ex.hi, ex.lo, target.fmt)
     bad = ~((y >= relu) & (y <= upper))
-    return Outcome([z], y, ex.hi, bad, "softplus outside [max(0,z), max(0,z) + log 2 (+5 ULP)]")
+    return Finding([z], y, ex.hi, bad, "softplus outside [max(0,z), max(0,z) + log 2 (+5 ULP)]")
 
 
 def tanh_saturation_point(fmt) -> float:
@@ -112,5 +101,5 @@ def tanh_bounded_and_saturating(target, z):
     zs = tanh_saturation_point(target.fmt)
     sat = np.abs(z) >= zs
     bad = ~(np.abs(y) <= 1) | (sat & (y != np.sign(z)))
-    return Outcome([z], y, np.where(sat, np.sign(z), np.clip(y, -1, 1)), bad,
+    return Finding([z], y, np.where(sat, np.sign(z), np.clip(y, -1, 1)), bad,
                    f"|tanh| > 1, or tanh(z) != sign(z) for |z| >= z_sat = {zs!r}")

@@ -1,5 +1,5 @@
 """Reports: JSON (schema in docs/report-schema.json) and a Markdown summary, both
-written only from the records."""
+written only from the records; ``compare`` lists where two reports' records differ."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,6 +8,7 @@ import json
 import platform
 from collections import Counter
 from pathlib import Path
+from typing import Any, NamedTuple, Sequence
 
 import ffnspec
 from ffnspec import spec
@@ -86,20 +87,22 @@ def as_dict(sess) -> dict:
         "devices": list(sess.devices),
         "profile": sess.profile,
         "environment": _environment(sess),
-        "summary": _summary(counts),
+        "summary": _summary(counts, sum(1 for r in records if r.findings)),
         "deviations": _deviation_entries(sess),
         "records": [r.to_json() for r in records],
     }
 
 
-def _summary(counts: Counter) -> dict:
+def _summary(counts: Counter, findings: int = 0) -> dict:
     conforms = not any(counts[v] for v in FAILING)
     verdict = "does not conform" if not conforms else (
         "conforms with declared deviations" if counts["deviation"] else "conforms")
+    if findings:
+        verdict += f"; {findings} accuracy finding{'s' if findings > 1 else ''}"
     if counts["not_implemented"]:
         verdict += f"; {counts['not_implemented']} check(s) not implemented"
     return {"verdicts": dict(counts), "conforms": conforms, "complete": not counts["not_implemented"],
-            "declared_deviations": counts["deviation"], "verdict": verdict}
+            "declared_deviations": counts["deviation"], "accuracy_findings": findings, "verdict": verdict}
 
 
 REASON_WIDTH = 72  # deviation reasons and failure lines are cut to this in the terminal
@@ -115,6 +118,10 @@ def error_cell(r: dict) -> str:
     """The measured error in the criterion's own unit, against its MUST bound."""
     if not r["examples"]:
         return ""
+    if r["verdict"] == "pass" and r.get("findings"):
+        unit = " ULP" if r["accuracy"] is not None and "ULP" in (r.get("finding") or "") else " (k)"
+        err = r["accuracy_error"]
+        return f"{err if isinstance(err, str) else format(err, '.3g')}{unit}, accuracy ≤ {r['accuracy']:g}"
     err, must, crit = r["max_error"], r["must"], r["criterion"]
     if crit == "exact":
         return f"{r['violations']} of {r['examples']} wrong"
@@ -124,10 +131,11 @@ def error_cell(r: dict) -> str:
 
 
 def why(r: dict) -> str:
-    """One line on a record: a deviation's reason, or a failure's worst case."""
+    """One line on a record: a deviation's reason, a failure's or a finding's worst case."""
     if r["verdict"] == "deviation":
         return cut(r["deviation"])
-    lines = [ln.strip() for ln in (r["message"] or "").splitlines()]
+    text = r["finding"] if r["verdict"] == "pass" and r.get("finding") else r["message"]
+    lines = [ln.strip() for ln in (text or "").splitlines()]
     for key in ("worst input:", "got "):
         hit = next((ln for ln in lines if ln.startswith(key)), None)
         if hit:
@@ -180,7 +188,16 @@ def markdown(data: dict) -> str:
         for r in missing:
             lines.append(f"| [{r['clause']}] | {r['dtype']} | {r['device']} | {r['mode'] or ''} | "
                          f"{cut(r['message'], 200)} |")
-    bad = [r for r in data["records"] if r["verdict"] in ("fail", "error")]
+    found = [r for r in data["records"] if r.get("findings")]
+    if found:
+        lines += ["", "## Accuracy findings", "",
+                  "Each record below meets its clause's MUST bound but not its accuracy criterion, what a good "
+                  "implementation achieves (docs/measure.md, \"Tiers and grades\"): a real loss of accuracy. "
+                  "`--strict` makes these fail.", ""]
+        for r in found:
+            lines += [f"### [{r['clause']}] {r['dtype']} {r['device']} {r['mode'] or ''} -- {r['findings']} finding(s), "
+                      f"worst {r['accuracy_error']} (bound {r['accuracy']:g})", "", "```", r["finding"] or "", "```", ""]
+    bad = [r for r in data["records"] if r["verdict"] in ("fail", "error", "internal_error")]
     if bad:
         lines += ["", "## Failures", ""]
         for r in bad:
@@ -221,9 +238,66 @@ def summary_lines(sess) -> list[str]:
     data = as_dict(sess)
     lines = []
     for r in data["records"]:
-        if r["verdict"] in FAILING or r["verdict"] in ("deviation", "not_implemented"):
+        if r["verdict"] in FAILING or r["verdict"] in ("deviation", "not_implemented") or r.get("findings"):
             where = "/".join(x for x in (r["dtype"], r["device"], r["mode"]) if x)
-            lines.append(f"  {r['verdict'].upper():15} [{r['clause']}] {where}  {error_cell(r)}  {why(r)}".rstrip())
+            shown = "FINDING" if r["verdict"] == "pass" else r["verdict"].upper()
+            lines.append(f"  {shown:15} [{r['clause']}] {where}  {error_cell(r)}  {why(r)}".rstrip())
     s = data["summary"]
     counts = ", ".join(f"{k} {v}" for k, v in sorted(s["verdicts"].items()))
     return lines + [f"ffnspec {data['edition']} -- {sess.backend.name}: {s['verdict'].upper()} ({counts})"]
+
+
+# ---------------------------------------------------------------- comparison ----
+IDENTITY = ("clause", "backend", "device", "dtype", "mode")
+# What a check measured: at a fixed seed (--ffnspec-profile ci) a run repeats these exactly.
+MEASURED = ("verdict", "examples", "violations", "max_error", "max_ulp", "max_distance", "grade",
+            "worst_input", "worst_output", "worst_exact")
+# What it said about it: the same unless messages, reproducers or declarations were reworded.
+TEXT = ("criterion", "must", "deviation", "notes", "message", "reproducer")
+
+
+class Difference(NamedTuple):
+    """One record present in only one report (``field`` None), or one field that differs."""
+    key: tuple
+    field: str | None
+    a: Any
+    b: Any
+
+    def __str__(self) -> str:
+        where = "/".join(str(k) for k in self.key if k is not None)
+        if self.field is None:
+            return f"{where}: only in {'A' if self.a is not None else 'B'}"
+        return f"{where}: {self.field}: {self.a!r} != {self.b!r}"
+
+
+def load(path: str | Path) -> dict:
+    """A report.json, given as the file or the report directory."""
+    p = Path(path)
+    return json.loads((p / "report.json" if p.is_dir() else p).read_text(encoding="utf-8"))
+
+
+def compare(a: dict | str | Path, b: dict | str | Path, *, fields: Sequence[str] = MEASURED) -> list[Difference]:
+    """The differences between two reports' records (report dicts, report.json files or report
+    directories): records are matched by IDENTITY (clause, backend, device, dtype, mode) and
+    compared on ``fields`` (default MEASURED: verdict and measured values; add TEXT for
+    messages and reproducers).  Timings, timestamps and the environment are not compared.
+    Empty when the records agree."""
+    ra, rb = (_by_identity(load(r) if not isinstance(r, dict) else r) for r in (a, b))
+    out = []
+    for key in sorted(ra.keys() | rb.keys(), key=lambda k: tuple("" if v is None else str(v) for v in k)):
+        x, y = ra.get(key), rb.get(key)
+        if x is None or y is None:
+            out.append(Difference(key, None, x, y))
+            continue
+        out += [Difference(key, f, x.get(f), y.get(f)) for f in fields if x.get(f) != y.get(f)]
+    return out
+
+
+def _by_identity(report: dict) -> dict[tuple, dict]:
+    recs: dict[tuple, dict] = {}
+    for r in report["records"]:
+        key = tuple(r.get(k) for k in IDENTITY)
+        if key in recs:
+            raise ValueError(f"two records for {key} in one report")
+        recs[key] = r
+    return recs

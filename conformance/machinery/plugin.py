@@ -31,9 +31,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--ffnspec-no-declared", action="store_true",
                 help="ignore the deviations the adapter itself declares")
     g.addoption("--ffnspec-report", default=None, metavar="DIR", help="write report.json and report.md to DIR")
-    g.addoption("--ffnspec-profile", default="fast", metavar="NAME", help="fast (default), ci (derandomised), thorough")
+    g.addoption("--ffnspec-profile", default="fast", metavar="NAME", help="fast (default), ci (derandomised), thorough, strict (ci with accuracy findings failing)")
     g.addoption("--ffnspec-cache-dir", default=None, metavar="DIR",
                 help="reference-table cache [~/.cache/ffnspec/reference]")
+    g.addoption("--ffnspec-strict", action="store_true",
+                help="accuracy findings fail (as the strict profile does)")
     g.addoption("--ffnspec-no-summary", action="store_true",
                 help="print no ffnspec summary at the end (the ffnspec CLI prints its own)")
 
@@ -41,19 +43,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def _explicit(config: pytest.Config) -> bool:
     o = config.option
     return any([o.ffnspec_backend, o.ffnspec_dtype, o.ffnspec_device, o.ffnspec_clauses,
-                o.ffnspec_xfail_file, o.ffnspec_report, o.ffnspec_cache_dir, o.ffnspec_no_declared,
+                o.ffnspec_xfail_file, o.ffnspec_report, o.ffnspec_cache_dir, o.ffnspec_no_declared, o.ffnspec_strict,
                 o.ffnspec_profile != "fast"])
 
 
 def _session(config: pytest.Config):
     sess = config.stash.get(_STASH, None)
     if sess is None:
-        from ffnspec.conformance.session import Session
+        from ffnspec.conformance.machinery.session import Session
         o = config.option
         sess = Session.from_options(backend=o.ffnspec_backend, dtype=o.ffnspec_dtype, device=o.ffnspec_device,
                                     clauses=o.ffnspec_clauses, xfail_files=o.ffnspec_xfail_file,
                                     profile=o.ffnspec_profile, declared=not o.ffnspec_no_declared,
-                                    cache_dir=o.ffnspec_cache_dir, report=o.ffnspec_report)
+                                    cache_dir=o.ffnspec_cache_dir, report=o.ffnspec_report,
+                                    strict=o.ffnspec_strict)
         config.stash[_STASH] = sess
     return sess
 
@@ -128,8 +131,8 @@ def pytest_runtest_makereport(item, call):
         if rep.when == "teardown" and sess is not None and not any(r is rec for r in sess.records):
             sess.records.append(rec)
         return
-    from ffnspec.conformance.harness import AdapterFault
-    from ffnspec.conformance.measure import ConformanceFailure
+    from ffnspec.conformance.machinery.harness import AdapterFault
+    from ffnspec.conformance.machinery.records import ConformanceFailure
     exc = call.excinfo.value if call.excinfo is not None else None
     if isinstance(exc, AdapterFault):  # cite the clause being checked, not only the num.* rule
         rec.message = f"{case.clause.citation} {case.clause.title}\n  {exc}"
@@ -139,6 +142,17 @@ def pytest_runtest_makereport(item, call):
             and item.config.option.tbstyle == "auto"):
         rep.longrepr = rec.message  # the message carries clause, criterion, worst input and reproducer
     xfailed = hasattr(rep, "wasxfail")
+    if xfailed and rep.skipped and rec.unexcused:
+        # a violation outside the declared deviation's scope is a failure, not the old deviation
+        d = case.deviation
+        err, *where = rec.unexcused_worst
+        rec.verdict = "fail"
+        rec.message = (f"{case.clause.citation}: {rec.unexcused} violation(s) outside the declared deviation's "
+                       f"scope ({d.scope_text()}; declared in {d.source}): worst error {err:.4g} at input "
+                       f"({', '.join(repr(w) for w in where)})\n" + (rec.message or ""))
+        rep.outcome, rep.longrepr = "failed", rec.message
+        del rep.wasxfail
+        xfailed = False
     if rep.passed and not xfailed:
         rec.verdict = "pass"
     elif rep.skipped and xfailed:
@@ -174,7 +188,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     out = session.config.option.ffnspec_report
     if out:
-        from ffnspec.conformance import report
+        from ffnspec.conformance.machinery import report
         report.write(sess, out)
 
 
@@ -182,7 +196,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     sess = config.stash.get(_STASH, None)
     if sess is None or not sess.records or config.option.ffnspec_no_summary:
         return
-    from ffnspec.conformance import report
+    from ffnspec.conformance.machinery import report
     terminalreporter.write_sep("=", "ffnspec conformance")
     lines = report.summary_lines(sess)
     for line in lines[:-1]:

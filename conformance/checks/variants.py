@@ -7,29 +7,23 @@ backend offers; a backend offering none is reported as skipped, not as a pass.
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 import pytest
 
 from ffnspec import spec
-from ffnspec.conformance.harness import OpProgram, Target, format_float
-from ffnspec.conformance.measure import Record, fail
-from ffnspec.conformance.piecewise import kink_inputs
+from ffnspec.conformance.inputs.scalars import kink_inputs
+from ffnspec.conformance.machinery.harness import MODES, OpProgram, Target
+from ffnspec.conformance.machinery.records import Record, fail
+from ffnspec.conformance.machinery.registry import Registry
+from ffnspec.conformance.machinery.reproduce import format_float
 
-CHECKS: dict[str, Callable] = {}
-MODES = ("vjp", "jvp")
-
-
-def register(name: str):
-    def add(f):
-        CHECKS[name] = f
-        return f
-    return add
+CHECKS = Registry("variant check")
+register = CHECKS.register
 
 
 def run(clause: spec.Clause, target: Target, record: Record, z: np.ndarray) -> None:
-    CHECKS[clause.check](clause, target, record, np.asarray(z, dtype=np.float64))
+    """kind = variant: the clause's registered check (``check = "inplace"`` / ``"scalar"``)."""
+    CHECKS.lookup(clause, clause.check)(clause, target, record, np.asarray(z, dtype=np.float64))
 
 
 def _inputs(target: Target, z: np.ndarray, *, nan: bool) -> np.ndarray:

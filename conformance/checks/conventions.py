@@ -3,10 +3,10 @@
 The spec's table gives, per op and point, the preferred (sub)gradient, value or routing rule,
 the reason and the allowed values; an adapter declares its own in ``conventions``.  This
 module resolves a row against a target, probes what the backend actually does at the row's
-point, and runs the [hid.conventions] check.  The per-op checks (conformance/piecewise.py,
-conformance/composite.py) hold each op to its declared value through ``accepted``; a
-declared value other than the preferred one makes their verdict "conforms with declared
-deviations" (``finish``), never a silent pass.
+point, and runs the [hid.conventions] check (kind "convention").  The per-op checks
+(checks/piecewise.py, the hid family's composite checks in conformance/hid.py) hold each op
+to its declared value through ``accepted``; a declared value other than the preferred one
+makes their verdict "conforms with declared deviations" (``finish``), never a silent pass.
 """
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from ffnspec import spec
-from ffnspec.conformance.harness import NotImplementedByBackend, OpProgram, Target, format_float
-from ffnspec.conformance.measure import Record, fail
+from ffnspec.conformance.machinery.harness import MODES, NotImplementedByBackend, OpProgram, Target
+from ffnspec.conformance.machinery.records import Record, fail
+from ffnspec.conformance.machinery.reproduce import format_float
 from ffnspec.reference.floatformat import round_array
 
 CLAUSE = "hid.conventions"
-MODES = ("vjp", "jvp")
 
 
 def rows(op: str | None = None, of: str | None = None) -> list[dict]:

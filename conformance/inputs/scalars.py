@@ -5,7 +5,11 @@ neighbourhoods and a grid-uniform sample otherwise) plus hypothesis strategies.
 Thresholds (ARCHITECTURE.md "Inputs that find real defects"): where exp overflows
 and underflows, where 1 + e^-z rounds to 1 (p ln 2), where sigma rounds to 1
 ((p+1) ln 2), where tanh rounds to 1, constants libraries hard-code (15, 20, 33,
-Eigen's tanh clamp 7.90531), each +-256 grid steps.
+Eigen's tanh clamp 7.90531), each +-256 grid steps.  Kinks of piecewise-linear units:
++-0, the smallest subnormals, 1-8 grid steps either side, the smallest normals.
+
+Structured problems (matrices, slopes, groups) are built from drawn values with
+``pool``, ``cycle`` and ``mantissa``, so they stay exactly representable.
 """
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ from ffnspec.reference.floatformat import Format, all_values, from_ordinal, ordi
 NEIGHBOURHOOD = 256
 GRID_SAMPLE = 4096
 LENGTHS = (1, 3, 8, 17, 1000, 1026)
+STEPS = 8         # grid steps either side of a kink
+POOL = 4096       # at most this many drawn values feed one deterministic pass of a structured check
 
 
 def thresholds(fmt: Format) -> np.ndarray:
@@ -87,6 +93,69 @@ def successors(z: np.ndarray, fmt: Format, count: int = 8) -> np.ndarray:
     top = int(ordinal(np.array([fmt.max_finite]), fmt)[0])
     idx = ordinal(z[np.isfinite(z)], fmt)[:, None] + np.arange(count + 1)[None, :]
     return from_ordinal(np.clip(idx, -top, top).ravel(), fmt)
+
+
+def kink_inputs(fmt: Format, kinks) -> np.ndarray:
+    """At and beside each kink, and at the ends of the range: finite values, -0 included."""
+    top = int(ordinal(np.array([fmt.max_finite]), fmt)[0])
+    sub = 1 << (fmt.p - 1)                       # ordinal of the smallest normal
+    idx = [np.arange(-STEPS, STEPS + 1), sub + np.arange(-2, 3), -(sub + np.arange(-2, 3)),
+           top - np.arange(STEPS), -(top - np.arange(STEPS))]
+    for c in kinks:
+        if c != 0:
+            o = int(ordinal(np.array([float(c)]), fmt)[0])
+            idx.append(o + np.arange(-STEPS, STEPS + 1))
+    z = from_ordinal(np.clip(np.concatenate(idx), -top, top), fmt)
+    return np.concatenate([np.unique(z), [-0.0]])
+
+
+def make_args(templates: tuple[str, ...], z: np.ndarray) -> list[np.ndarray]:
+    """Arguments of an op call formed exactly from z: "z", "-z", "2z" or a constant."""
+    out = []
+    for t in templates:
+        if t == "z":
+            out.append(z)
+        elif t == "-z":
+            out.append(-z)
+        elif t == "2z":
+            out.append(2 * z)
+        else:
+            out.append(np.full_like(z, float(t)))
+    return out
+
+
+def finite_args(templates: tuple[str, ...], z: np.ndarray, fmt: Format) -> np.ndarray:
+    """Drop inputs whose derived arguments would overflow the format (e.g. 2z)."""
+    keep = np.ones(z.shape, dtype=bool)
+    for a in make_args(templates, z):
+        keep &= np.abs(a) <= fmt.max_finite
+    return z[keep]
+
+
+# --- structured problems from drawn values ----------------------------------------
+def pool(z: np.ndarray, fmt: Format, *, extra=(), finite: bool = True, size: int = POOL) -> np.ndarray:
+    """Up to ``size`` of the drawn values (a fixed sample of a large region) plus ``extra``."""
+    z = np.asarray(z, dtype=np.float64)
+    if finite:
+        z = z[np.isfinite(z)]
+    if z.size > size:
+        z = np.random.default_rng(0x41d).choice(z, size, replace=False)
+    out = np.concatenate([z, np.asarray(extra, dtype=np.float64)])
+    return out if out.size else np.array([1.0])
+
+
+def cycle(v: np.ndarray, n: int, offset: int = 0) -> np.ndarray:
+    """n values taken cyclically from v (a short hypothesis draw fills any shape)."""
+    return v[(np.arange(n) + offset) % v.size]
+
+
+def mantissa(v: np.ndarray, fmt: Format, lo: int, hi: int) -> np.ndarray:
+    """Each value's significand in [1, 2), signed, times 2^e with e in [lo, hi] chosen by its
+    grid position: full-precision values of a controlled magnitude (exact scaling)."""
+    v = np.where(np.isfinite(v) & (v != 0), v, 1.0)
+    m, _ = np.frexp(v)
+    e = lo + np.abs(ordinal(v, fmt)) % (hi - lo + 1)
+    return round_array(np.ldexp(2 * m, e.astype(int)), fmt)
 
 
 # --- hypothesis ------------------------------------------------------------------

@@ -10,9 +10,14 @@ TOML, one ``[[deviation]]`` table per entry:
     mode = "vjp"                     # optional (derivative clauses); default any
     reason = "threshold 20 returns z; wrong by 6e5 ULP in float64"   (required)
     reproducer = "torch.nn.functional.softplus(torch.tensor([20.5], dtype=torch.float64))"
+    ceiling = 6.2e5                  # optional: the largest error (criterion units) excused
+    region = [[20.0, 1e300]]         # optional: [min, max] per argument of the op's input
 
-A malformed file is a usage error naming the file and entry; an entry that
-matches no collected check draws a warning.
+A scoped entry (ceiling, region or both) excuses only the violations inside its scope:
+one above the ceiling or outside the region fails the check as usual, so a new defect in
+an already-declared record is never reported as the old deviation.  A malformed file is a
+usage error naming the file and entry; an entry that matches no collected check draws a
+warning.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-_KEYS = {"clause", "backend", "dtype", "device", "mode", "reason", "reproducer"}
+_KEYS = {"clause", "backend", "dtype", "device", "mode", "reason", "reproducer", "ceiling", "region"}
 
 
 class XfailFileError(ValueError):
@@ -38,7 +43,36 @@ class Deviation:
     device: str | None = None
     mode: str | None = None
     reproducer: str | None = None
+    ceiling: float | None = None                          # largest excused error, criterion units
+    region: tuple[tuple[float, float] | None, ...] | None = None  # per argument: [min, max] or any
     matched: int = 0
+
+    @property
+    def scoped(self) -> bool:
+        return self.ceiling is not None or self.region is not None
+
+    def covers(self, inputs: list, error) -> "np.ndarray":
+        """Which measured inputs lie inside this entry's scope: error (criterion units) at most
+        the ceiling, and argument i within region[i].  ``inputs`` holds one array per argument
+        with a leading axis matching ``error`` (a row's entries must all lie in the region)."""
+        import numpy as np
+        error = np.asarray(error, dtype=np.float64).ravel()
+        inside = np.ones(error.shape, dtype=bool)
+        if self.ceiling is not None:
+            inside &= error <= self.ceiling
+        for arg, bounds in zip(inputs, self.region or ()):
+            a = np.asarray(arg, dtype=np.float64)
+            if bounds is None or a.size == 0 or a.size % max(error.size, 1):
+                continue
+            a = a.reshape(error.size, -1)
+            inside &= np.all((a >= bounds[0]) & (a <= bounds[1]), axis=1)
+        return inside
+
+    def scope_text(self) -> str:
+        parts = [f"error <= {self.ceiling:g}"] if self.ceiling is not None else []
+        if self.region is not None:
+            parts += [f"argument {i} in [{b[0]:g}, {b[1]:g}]" for i, b in enumerate(self.region) if b is not None]
+        return " and ".join(parts) or "everywhere"
 
     def matches(self, *, clause: str, backend: str, dtype: str, device: str, mode: str | None) -> bool:
         return (fnmatch.fnmatchcase(clause, self.clause)
@@ -77,9 +111,22 @@ def parse(text: str, source: str) -> list[Deviation]:
         for key in ("backend", "device", "mode", "reproducer"):
             if key in raw and not isinstance(raw[key], str):
                 raise XfailFileError(f"{where}: {key!r} must be a string")
+        ceiling = raw.get("ceiling")
+        if ceiling is not None and (isinstance(ceiling, bool) or not isinstance(ceiling, (int, float)) or ceiling < 0):
+            raise XfailFileError(f"{where}: 'ceiling' must be a non-negative number (the largest excused error)")
+        region = raw.get("region")
+        if region is not None:
+            ok = isinstance(region, list) and all(
+                b == [] or (isinstance(b, list) and len(b) == 2 and all(isinstance(x, (int, float)) and
+                                                                        not isinstance(x, bool) for x in b)
+                            and b[0] <= b[1]) for b in region)
+            if not ok:
+                raise XfailFileError(f"{where}: 'region' must be a list with one [min, max] (or []) per argument")
+            region = tuple(tuple(float(x) for x in b) if b else None for b in region)
         out.append(Deviation(clause=raw["clause"], reason=raw["reason"].strip(), source=source,
                              backend=raw.get("backend"), dtype=dtype, device=raw.get("device"),
-                             mode=raw.get("mode"), reproducer=raw.get("reproducer")))
+                             mode=raw.get("mode"), reproducer=raw.get("reproducer"),
+                             ceiling=None if ceiling is None else float(ceiling), region=region))
     return out
 
 
