@@ -42,6 +42,11 @@ def standard_ops(xp: Any) -> dict[str, Callable]:
     }
 
 
+def _sigmoid(xp: Any, z: Any) -> Any:
+    e = xp.exp(xp.negative(xp.abs(z)))
+    return xp.where(z >= 0, 1 / (1 + e), e / (1 + e))
+
+
 def _device_name(device: Any) -> str:
     text = str(device).lower()
     return "cuda" if ("cuda" in text or "gpu" in text) else "cpu" if "cpu" in text else "default"
@@ -76,8 +81,10 @@ class ArrayApiBackend:
         self.dtypes = frozenset(self._dtypes)
         self.ops = OpTable({op: quiet(f) for op, f in standard_ops(xp).items()})
         # The engine's rules for softplus' and log_sigmoid' read sigma from the backend, which the
-        # standard lacks: for those rules only (never a measured op), sigma(z) = exp(log_sigmoid(z)).
-        self._rule_ops = OpTable({**self.ops, "sigmoid": quiet(lambda z: xp.exp(self.ops.log_sigmoid(z)))})
+        # standard lacks: for those rules only (never a measured op), sigma from the standard's exp
+        # in the two-branch form (e = e^-|z|: 1/(1+e) or e/(1+e)), a few ULP, so the derivative
+        # records measure the library's exp and division rather than a cancellation of ffnspec's.
+        self._rule_ops = OpTable({**self.ops, "sigmoid": quiet(lambda z: _sigmoid(xp, z))})
         # probed on the ops: subnormals, relu(-0) = maximum(-0, +0) (implementation-defined in the
         # standard); the derivative conventions are the engine's
         self.conventions = {**flush_conventions(self), **backprop.CONVENTIONS, **value_conventions(self)}
