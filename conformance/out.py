@@ -248,7 +248,8 @@ def nll_is_ce(clause, target, group):
     picked = -lp[np.arange(len(yi)), yi]
     err = np.where((nll == picked) | (np.isnan(nll) & np.isnan(picked)), 0.0, np.inf)  # a gather: exact
     allow = limits("out.ce", target, (z, y)).limit[:, 0] * 2
-    err = np.maximum(err, np.where(np.isinf(ce) & (ce == nll), 0.0, _ratio(nll - ce, allow)))
+    with np.errstate(invalid="ignore"):  # inf - inf where both are inf: decided by the where
+        err = np.maximum(err, np.where(np.isinf(ce) & (ce == nll), 0.0, _ratio(nll - ce, allow)))
     if "cross_entropy_soft" in target.backend.ops:  # H(onehot(y), q) = -log q_y
         onehot = (np.arange(z.shape[1])[None, :] == yi[:, None]).astype(np.float64)
         # rows whose log-probabilities are representable (|z| <= max/4) or masked (-inf: excluded classes)

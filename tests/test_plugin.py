@@ -275,6 +275,11 @@ def test_declared_flush_to_zero_is_judged_as_such(pytester):
                                  ("act.sigmoid", "act.silu"))
     assert ret == pytest.ExitCode.OK and report["summary"]["conforms"], out
     assert report["backend"]["conventions"] == {"flush_to_zero": "yes"}
+    # a convention that changes results is a declared deviation, never a silent pass
+    assert report["summary"]["verdict"] == "conforms with declared deviations"
+    for r in report["records"]:
+        assert r["verdict"] == "deviation" and r["conventions_used"]["flush_to_zero"] > 0, r
+        assert "declared convention flush_to_zero = 'yes' changed" in r["deviation"]
 
 
 _REPRO = [("tests.mutants:NaiveSigmoid", "act.sigmoid", None),
@@ -337,3 +342,12 @@ def test_all_inputs_failing_names_the_argument_order(pytester):
     ret, report, out = run_suite(pytester, "tests.mutants:GaussianNllSwapped", ("float64",), ("out.gaussian_nll",))
     (rec,) = report["records"]
     assert rec["verdict"] == "fail" and "ffnspec calls gaussian_nll(mu, y, beta)" in rec["message"], rec["message"]
+
+
+def test_reproducer_names_the_library_function():
+    # A user's module:Class adapter gets a reproducer line calling the library itself.
+    import scipy.special
+    from ffnspec.conformance.machinery.reproduce import library_name
+    assert library_name(np.tanh) == "numpy.tanh"
+    assert library_name(scipy.special.expit, near=type("A", (), {"__module__": "scipy.special"})())
+    assert library_name(lambda z: z) is None

@@ -153,7 +153,12 @@ def pytest_runtest_makereport(item, call):
         rep.outcome, rep.longrepr = "failed", rec.message
         del rep.wasxfail
         xfailed = False
-    if rep.passed and not xfailed:
+    if rep.passed and not xfailed and rec.conventions_used:
+        rec.verdict = "deviation"  # passed only under a declared convention that changes results
+        rec.deviation = "declared convention " + "; ".join(
+            f"{k} = {case.target.backend.conventions.get(k)!r} changed {n} result(s)"
+            for k, n in rec.conventions_used.items()) + " (the adapter's conventions)"
+    elif rep.passed and not xfailed:
         rec.verdict = "pass"
     elif rep.skipped and xfailed:
         rec.verdict = "deviation"

@@ -64,6 +64,7 @@ class Record:
     accuracy_error: float | None = None  # the largest error seen in the accuracy criterion's unit
     findings: int = 0                  # inputs violating the accuracy criterion (a failure under --strict)
     finding: str | None = None         # the worst finding: criterion, input, error, reproducer
+    conventions_used: dict[str, int] = field(default_factory=dict)  # declared conventions that changed results
     unexcused: int = 0                 # violations outside a scoped declared deviation (they fail)
     unexcused_worst: list[float] | None = None  # [error, *input] of the worst of them
     notes: list[str] = field(default_factory=list)
@@ -104,6 +105,12 @@ class Record:
             self.max_distance = max(self.max_distance or 0, d)
         if self.max_ulp is not None and self.max_distance is not None:
             self.grade = grade(self.max_ulp, self.max_distance)
+
+    def uses_convention(self, name: str, results: int) -> None:
+        """Count results that meet the criterion only under a declared convention that changes
+        results (flush-to-zero): the record is then a declared deviation, never a silent pass."""
+        if results:
+            self.conventions_used[name] = self.conventions_used.get(name, 0) + results
 
     def _check_scope(self, inputs: list[np.ndarray], error: np.ndarray) -> None:
         """Count the violations a scoped declared deviation does not cover: above its ceiling or

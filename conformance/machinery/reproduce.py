@@ -52,7 +52,45 @@ def scalars(target: Target, op_call: str | list[str], inputs: list[float]) -> st
             lines.append("# natively: " + native(calls[0], inputs, target.dtype, target.device))
         except Exception:  # a hint only; never let it mask the failure
             pass
+    elif len(calls) == 1:
+        lines += library_call(target, calls[0])
     return "\n".join(lines)
+
+
+def library_name(fn, near: object = None) -> str | None:
+    """The importable public name of a library function (``scipy.special.expit``), or None
+    for a lambda, a closure or anything no module exports under its name.  Looked up in its
+    own module (the public package first) and in the modules ``near`` (an adapter) imported."""
+    import importlib
+    import inspect
+    import types
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if not name or "<" in name or "." in name:
+        return None
+    module = getattr(fn, "__module__", None)
+    candidates = [module.rsplit("._", 1)[0], module] if module else []
+    home = inspect.getmodule(type(near)) if near is not None else None
+    candidates += [m.__name__ for m in vars(home).values() if isinstance(m, types.ModuleType)] if home else []
+    for mod in candidates:
+        try:
+            if getattr(importlib.import_module(mod), name, None) is fn:
+                return f"{mod}.{name}"
+        except Exception:
+            continue
+    return None
+
+
+def library_call(target: Target, call: str) -> list[str]:
+    """For an adapter without a ``snippet``: the same values through the library function the
+    adapter's OpTable holds, called directly (bypassing the adapter), when it is a public one."""
+    import re
+    m = re.fullmatch(r"b\.ops\.(\w+)\(\*args\)", call)
+    fn = target.backend.ops.get(m.group(1)) if m else None
+    name = library_name(fn, target.backend) if fn is not None else None
+    if name is None:
+        return []
+    return [f"import {name.rsplit('.', 1)[0]}  # the library itself, without the adapter:",
+            f"print(b.to_numpy({name}(*args)).tolist())"]
 
 
 # ---------------------------------------------------- items of a group (rows) ----
