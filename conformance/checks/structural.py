@@ -59,8 +59,8 @@ def elementwise(clause: spec.Clause, target: Target, record: Record, ops: dict[s
     breaks another rule, or raises, is noted and the next op checked: this record cites only
     the op that broke its own rule, with a reproducer at the shape that shows it."""
     for op, templates in ops.items():
-        if op not in target.backend.ops:
-            record.notes.append(f"{op}: not implemented")
+        if not target.offers(op):
+            record.notes.append(f"{op}: not implemented" + ("" if op not in target.backend.ops else f" in {target.dtype}"))
             continue
         modes = [m for m in MODES if templates == ("z",) and callable(getattr(target.backend, m, None))]
         for shape in ((z.size,), (2, z.size // 2), ()):
@@ -120,8 +120,8 @@ def _shape_repro(target: Target, op: str, templates, x: np.ndarray, mode: str | 
 def length_invariance(clause: spec.Clause, target: Target, record: Record, ops: dict[str, tuple[str, ...]],
                       z: np.ndarray, lengths: tuple[int, ...]) -> None:
     for op, templates in ops.items():
-        if op not in target.backend.ops:
-            record.notes.append(f"{op}: not implemented")
+        if not target.offers(op):
+            record.notes.append(f"{op}: not implemented" + ("" if op not in target.backend.ops else f" in {target.dtype}"))
             continue
         full = target.call(op, *make_args(templates, z))
         pieces = [(o, n) for n in lengths for o in (0, max(0, z.size - n), min(5, max(0, z.size - n)))]
@@ -158,8 +158,8 @@ def reduction(clause: spec.Clause, target: Target, record: Record) -> None:
             if op in seen or not is_reduction_op(op):
                 continue
             seen.add(op)
-            if op not in target.backend.ops:
-                record.notes.append(f"{op}: not implemented")
+            if not target.offers(op):
+                record.notes.append(f"{op}: not implemented" + ("" if op not in target.backend.ops else f" in {target.dtype}"))
                 continue
             group = tuple(a[:4] for a in rows.groups(c.extra["vectors"], target.fmt)[0])
             args = rows.op_args(op, group)

@@ -55,6 +55,11 @@ class Target:
         dtypes = conv.get("flush_to_zero_dtypes")
         return dtypes is None or self.dtype in str(dtypes).split(",")
 
+    def offers(self, op: str) -> bool:
+        """Whether the backend provides op in this target's dtype (its OpTable and op_dtypes)."""
+        only = getattr(self.backend, "op_dtypes", None) or {}
+        return op in self.backend.ops and (op not in only or self.dtype in only[op])
+
     def require(self, *ops: str) -> None:
         missing = [o for o in ops if o not in self.backend.ops]
         if missing:
