@@ -7,8 +7,9 @@ its exact result (arb's rigorous error bounds).
 
 Branches must be decided, or the enclosure would hold for the wrong branch: a comparison,
 ``bool``, ``int`` or ``==`` whose answer is not the same for every point of the balls raises
-``Undecided``; so does any use of an infinite or NaN value.  ``ffnspec.reference.precision``
-then retries at a higher precision or falls back to mpmath, the reference of record.
+``Undecided``; so does a NaN operand.  +-inf are arb's exact infinities (e^-inf = 0: masked
+entries); a result that is not finite is left to mpmath by ``precision``, which retries an
+undecided evaluation at a higher precision or falls back to mpmath, the reference of record.
 
 python-flint is an optional dependency (the ``flint`` extra); ``AVAILABLE`` says whether it
 imported.  Its precision is process-global: use ``precision_bits`` around an evaluation.
@@ -48,7 +49,9 @@ def _arb(x) -> "arb":
         return x.a
     if isinstance(x, (int, float)):
         if isinstance(x, float) and not math.isfinite(x):
-            raise Undecided("infinite or NaN operand")
+            if math.isnan(x):
+                raise Undecided("NaN operand")
+            return arb.pos_inf() if x > 0 else arb.neg_inf()
         return arb(x)
     return NotImplemented
 
@@ -164,14 +167,13 @@ class BallContext:
     """The part of mpmath's context API that reference functions use, on ``Ball``s.
 
     Constants are computed at the flint precision in force when the context is made;
-    ``ffnspec.reference.precision`` makes one per working precision.  ``inf`` exists so that
-    references may compare an input with it; computing with it raises ``Undecided``."""
+    ``ffnspec.reference.precision`` makes one per working precision."""
 
     def __init__(self):
         self.zero = Ball(arb(0))
         self.one = Ball(arb(1))
         self.ln2 = Ball(arb.const_log2())
-        self.inf = _Infinity(1)
+        self.inf = Ball(arb.pos_inf())
 
     @staticmethod
     def mpf(x) -> Ball:
@@ -229,43 +231,4 @@ class BallContext:
 
     @staticmethod
     def isfinite(x) -> bool:
-        return not isinstance(x, _Infinity)
-
-
-class _Infinity:
-    """+-inf as a context constant: it compares with balls (a finite value is never equal to it)
-    and negates; any arithmetic with it raises ``Undecided`` (mpmath handles infinities)."""
-
-    __slots__ = ("sign",)
-
-    def __init__(self, sign: int):
-        self.sign = sign
-
-    def __neg__(self):
-        return _Infinity(-self.sign)
-
-    def __eq__(self, o):
-        return isinstance(o, _Infinity) and o.sign == self.sign
-
-    def __ne__(self, o):
-        return not self == o
-
-    def __lt__(self, o):
-        return self.sign < 0 and not (isinstance(o, _Infinity) and o.sign < 0)
-
-    def __gt__(self, o):
-        return self.sign > 0 and not (isinstance(o, _Infinity) and o.sign > 0)
-
-    def __le__(self, o):
-        return self == o or self < o
-
-    def __ge__(self, o):
-        return self == o or self > o
-
-    __hash__ = None
-
-    def _undecided(self, *_):
-        raise Undecided("arithmetic with an infinity")
-
-    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _undecided
-    __truediv__ = __rtruediv__ = __pow__ = __abs__ = __bool__ = _undecided
+        return _arb(x).is_finite()

@@ -21,7 +21,7 @@ about 106 bits, never to 53 bits of a tiny t - hi.  Two engines compute it:
       point of the final ball gives the same triple -- a proof.  Otherwise the precision
       doubles, from WORKING_BITS up to MAX_BALL_PREC; an undecided branch is retried once at
       twice the precision (a tie of two computed values never separates).  Beyond that, and for
-      non-finite inputs or results, mpmath decides.
+      NaN inputs or results that are not finite, mpmath decides.
   mpmath (the reference of record; always available): Ziv's strategy.  f is evaluated at w
       and w + GUARD_BITS bits in private contexts; the higher-precision value v2 is taken to be
       within tol = max(|v1 - v2|, 2^-(w - SLACK_BITS) |v2|) of t, and the triple must be the same
@@ -262,7 +262,7 @@ def _ball_values(f: Callable, args_list: list[tuple], fmt: Format | None) -> lis
     results: list[list[Value] | None] = [None] * len(args_list)
     if not balls.AVAILABLE or getattr(f, "__code__", None) in _ball_unsupported:
         return results
-    pending = [i for i, a in enumerate(args_list) if _all_finite(a)]
+    pending = [i for i, a in enumerate(args_list) if not _any_nan(a)]
     retried: set[int] = set()
     prec = WORKING_BITS
     while pending and prec <= MAX_BALL_PREC:
@@ -289,14 +289,33 @@ def _ball_values(f: Callable, args_list: list[tuple], fmt: Format | None) -> lis
     return results
 
 
-def _all_finite(args) -> bool:
-    return all(_all_finite(a) if isinstance(a, (list, tuple)) else math.isfinite(a) for a in args)
+def _any_nan(args) -> bool:
+    for a in args:
+        if isinstance(a, (list, tuple)):
+            if _any_nan(a):
+                return True
+        elif isinstance(a, np.ndarray):
+            if np.isnan(a).any():
+                return True
+        elif isinstance(a, float) and a != a:
+            return True
+    return False
 
 
 # --- mpmath engine (the reference of record) ----------------------------------------------
 
 def _to_ctx(ctx, a):
-    return [_to_ctx(ctx, x) for x in a] if isinstance(a, (list, tuple)) else ctx.mpf(a)
+    """Arguments as context numbers: floats converted, lists, tuples and arrays recursively;
+    anything else (an int index, a str option) passed as it is."""
+    if isinstance(a, float):
+        return ctx.mpf(a)
+    if isinstance(a, list):
+        return [_to_ctx(ctx, x) for x in a]
+    if isinstance(a, tuple):
+        return tuple(_to_ctx(ctx, x) for x in a)
+    if isinstance(a, np.ndarray):
+        return _to_ctx(ctx, a.tolist())
+    return a
 
 
 def _flat(v) -> list:

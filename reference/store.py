@@ -143,19 +143,24 @@ class PointStore:
         self.marked: set[int] = set()
         self._cols = (np.empty(0), np.empty(0), np.empty(0, dtype=np.int8))  # flat components
         self._offset = np.zeros(1, dtype=np.int64)                            # entry i: offset[i]:offset[i+1]
-        self._new: list[tuple] = []   # values added since the arrays were last assembled
+        self._new: list[tuple] = []   # packed (counts, hi, lo, sgn) added since the last assembly
+        self._disk_sig = None                        # (inode, size, mtime) of the file as last read or written
+        self._on_disk = np.empty(0, dtype=np.int64)  # ids of the entries it holds
         self._loaded = path is None
 
     def _load(self) -> None:
         self._loaded = True
+        self._disk_sig = self._signature()
         data = load(self.path, self.meta)
         if data is None:
+            self._disk_sig = None
             return
         keys = _keys(data)
         self.index = dict(zip(keys, range(len(keys))))
         self.stamp = data["stamp"].tolist()
         self._cols = (data["hi"], data["lo"], data["sgn"])
         self._offset = np.concatenate([[0], np.cumsum(data["count"], dtype=np.int64)])
+        self._on_disk = np.arange(len(keys), dtype=np.int64)
 
     def find(self, keys: list[bytes], *, persist: bool) -> np.ndarray:
         """Entry ids of the keys (-1 where absent)."""
@@ -169,22 +174,40 @@ class PointStore:
         return ids
 
     def add(self, keys: list[bytes], values: list[tuple], *, persist: bool) -> None:
-        for k, v in zip(keys, values):
+        """Add entries given as tuples of (hi, lo, sgn) components."""
+        comps = [c for v in values for c in v]
+        self.add_packed(keys, (np.array([len(v) for v in values], dtype=np.int64), np.array([c[0] for c in comps]),
+                               np.array([c[1] for c in comps]), np.array([c[2] for c in comps], dtype=np.int8)),
+                        persist=persist)
+
+    def add_packed(self, keys: list[bytes], packed: tuple, *, persist: bool) -> None:
+        """Add entries given as (counts, hi, lo, sgn): components per entry, then all components."""
+        if not self._loaded:
+            self._load()
+        counts, hi, lo, sgn = packed
+        start = np.concatenate([[0], np.cumsum(counts)])
+        take, n = [], len(self.stamp)
+        for j, k in enumerate(keys):
             if k in self.index:
                 continue
-            i = self.index[k] = len(self.stamp)
-            self.stamp.append(0)
-            self._new.append(v)
-            if persist:
-                self.marked.add(i)
+            self.index[k] = n + len(take)
+            take.append(j)
+        if not take:
+            return
+        if len(take) < len(keys):
+            sel = np.concatenate([np.arange(start[j], start[j + 1]) for j in take])
+            counts, hi, lo, sgn = np.asarray(counts)[take], hi[sel], lo[sel], sgn[sel]
+        self.stamp.extend([0] * len(take))
+        if persist:
+            self.marked.update(range(n, n + len(take)))
+        self._new.append((np.asarray(counts, dtype=np.int64), np.asarray(hi, dtype=np.float64),
+                          np.asarray(lo, dtype=np.float64), np.asarray(sgn, dtype=np.int8)))
 
     def _assemble(self) -> None:
         if not self._new:
             return
-        comps = [c for v in self._new for c in v]
-        self._cols = tuple(np.concatenate([col, np.array([c[j] for c in comps], dtype=col.dtype)])
-                           for j, col in enumerate(self._cols))
-        counts = np.array([len(v) for v in self._new], dtype=np.int64)
+        self._cols = tuple(np.concatenate([col] + [p[j + 1] for p in self._new]) for j, col in enumerate(self._cols))
+        counts = np.concatenate([p[0] for p in self._new])
         self._offset = np.concatenate([self._offset, self._offset[-1] + np.cumsum(counts)])
         self._new = []
 
@@ -197,43 +220,90 @@ class PointStore:
         return tuple(col[at] for col in self._cols)
 
     def flush(self) -> None:
+        """Merge the marked entries into the file, under its lock: stamped now, least recently
+        used entries out beyond MAX_ENTRIES."""
         if self.path is None or not self.marked:
             return
         self._assemble()
         now = _now()
-        mine = {k: i for k, i in self.index.items() if i in self.marked}
+        keys = list(self.index)  # insertion order: entry ids 0, 1, ...
+        marked = np.array(sorted(self.marked), dtype=np.int64)
         with locked(self.path):
-            disk = load(self.path, self.meta)
-            entries: dict[bytes, tuple] = {}
-            stamps: dict[bytes, int] = {}
-            if disk is not None:
-                entries.update(_decode(disk))
-                stamps.update(zip(_keys(disk), disk["stamp"].tolist()))
-            for k, i in mine.items():
-                a, b = self._offset[i], self._offset[i + 1]
-                entries[k] = tuple(zip(*(col[a:b].tolist() for col in self._cols)))
-                stamps[k] = now
-            if len(entries) > MAX_ENTRIES:  # least recently used out
-                keep = sorted(stamps, key=stamps.__getitem__, reverse=True)[:MAX_ENTRIES]
-                entries = {k: entries[k] for k in keep}
-            save(self.path, _encode(entries, stamps, self.meta))
+            merged = self._signature() != self._disk_sig
+            if not merged:  # the file is what we last read or wrote: we hold all of it
+                ids = np.union1d(self._on_disk, marked)
+                stamps = np.array(self.stamp, dtype=np.int64)
+                stamps[marked] = now
+                parts = [([keys[i] for i in ids.tolist()], *_gather(self._offset, self._cols, ids), stamps[ids])]
+            else:  # another process wrote it: its entries, ours re-stamped, and ours it lacks
+                disk = load(self.path, self.meta)
+                parts = []
+                if disk is not None:
+                    dkeys = _keys(disk)
+                    ours = {keys[i] for i in marked.tolist()}
+                    dstamp = disk["stamp"].copy()
+                    dstamp[[j for j, k in enumerate(dkeys) if k in ours]] = now
+                    parts.append((dkeys, disk["count"].astype(np.int64), disk["hi"], disk["lo"], disk["sgn"], dstamp))
+                    have = set(dkeys)
+                    marked = np.array([i for i in marked.tolist() if keys[i] not in have], dtype=np.int64)
+                if marked.size:
+                    parts.append(([keys[i] for i in marked.tolist()], *_gather(self._offset, self._cols, marked),
+                                  np.full(marked.size, now, dtype=np.int64)))
+            arrays = _encode(parts, self.meta)
+            save(self.path, arrays)
+            whole = not merged and len(arrays["stamp"]) == len(ids)
+            self._disk_sig = self._signature() if whole else None  # else merge again next time
+            if whole:
+                self._on_disk = ids
         for i in self.marked:
             self.stamp[i] = now
         self.marked.clear()
 
+    def _signature(self):
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_ino, st.st_size, st.st_mtime_ns
 
-def _encode(entries: dict[bytes, tuple], stamps: dict[bytes, int], meta: str) -> dict[str, np.ndarray]:
-    keys = list(entries)
-    comps = [c for k in keys for c in entries[k]]
+
+def unpack(values: list[tuple]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hi, lo, sgn) arrays (len(values), k) of values of k (hi, lo, sgn) components each."""
+    if not values:
+        return np.empty((0, 1)), np.empty((0, 1)), np.empty((0, 1), dtype=np.int8)
+    a = np.array([c for v in values for c in v], dtype=np.float64).reshape(len(values), len(values[0]), 3)
+    return a[:, :, 0], a[:, :, 1], a[:, :, 2].astype(np.int8)
+
+
+def _gather(offset: np.ndarray, cols: tuple, ids: np.ndarray):
+    """(counts, hi, lo, sgn) of entries ids: their component ranges concatenated."""
+    starts = offset[ids]
+    counts = offset[ids + 1] - starts
+    total = int(counts.sum())
+    at = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(starts, counts)
+    return (counts, *(c[at] for c in cols))
+
+
+def _encode(parts: list[tuple], meta: str) -> dict[str, np.ndarray]:
+    """File arrays from parts (keys, counts, hi, lo, sgn, stamps); beyond MAX_ENTRIES the least
+    recently used entries are left out."""
+    keys = [k for p in parts for k in p[0]]
+    counts, hi, lo, sgn, stamp = (np.concatenate([np.asarray(p[j]) for p in parts]) if parts else np.empty(0)
+                                  for j in range(1, 6))
+    if len(keys) > MAX_ENTRIES:
+        keep = np.sort(np.argsort(-stamp, kind="stable")[:MAX_ENTRIES])
+        offset = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+        counts, hi, lo, sgn = _gather(offset, (hi, lo, sgn), keep)
+        keys, stamp = [keys[i] for i in keep.tolist()], stamp[keep]
     return {
         "meta": np.array(meta),
         "key_len": np.array([len(k) for k in keys], dtype=np.int32),
         "keys": np.frombuffer(b"".join(keys), dtype=np.uint8),
-        "count": np.array([len(entries[k]) for k in keys], dtype=np.int32),
-        "hi": np.array([c[0] for c in comps], dtype=np.float64),
-        "lo": np.array([c[1] for c in comps], dtype=np.float64),
-        "sgn": np.array([c[2] for c in comps], dtype=np.int8),
-        "stamp": np.array([stamps[k] for k in keys], dtype=np.int64),
+        "count": np.asarray(counts, dtype=np.int32),
+        "hi": np.asarray(hi, dtype=np.float64),
+        "lo": np.asarray(lo, dtype=np.float64),
+        "sgn": np.asarray(sgn, dtype=np.int8),
+        "stamp": np.asarray(stamp, dtype=np.int64),
     }
 
 
@@ -241,12 +311,3 @@ def _keys(data: dict[str, np.ndarray]) -> list[bytes]:
     blob = data["keys"].tobytes()
     ends = np.cumsum(data["key_len"]).tolist()
     return [blob[a:b] for a, b in zip([0] + ends[:-1], ends)]
-
-
-def _decode(data: dict[str, np.ndarray]) -> dict[bytes, tuple]:
-    hi, lo, sgn = data["hi"].tolist(), data["lo"].tolist(), data["sgn"].tolist()
-    out, i = {}, 0
-    for k, n in zip(_keys(data), data["count"].tolist()):
-        out[k] = tuple(zip(hi[i:i + n], lo[i:i + n], sgn[i:i + n]))
-        i += n
-    return out

@@ -143,6 +143,7 @@ def _load_table(key: tuple) -> Table | None:
     return t
 
 
+@functools.lru_cache(maxsize=4)
 def _table_inputs(key: tuple) -> tuple[np.ndarray, list[tuple]]:
     """The bit patterns a table evaluates (every non-NaN one) and their argument tuples."""
     name, fmt_name, params = key
@@ -151,13 +152,13 @@ def _table_inputs(key: tuple) -> tuple[np.ndarray, list[tuple]]:
     return idx, [(float(v), *params) for v in z[idx]]
 
 
-def _save_table(key: tuple, idx: np.ndarray, vals: list[tuple]) -> Table:
+def _save_table(key: tuple, idx: np.ndarray, packed: Packed) -> Table:
+    counts, vhi, vlo, vsgn = packed
+    assert (counts == 1).all(), "a 16-bit table holds elementwise (one-component) references"
     hi = np.full(1 << 16, np.nan)
     lo = np.zeros(1 << 16)
     sgn = np.zeros(1 << 16, dtype=np.int8)
-    hi[idx] = [v[0][0] for v in vals]
-    lo[idx] = [v[0][1] for v in vals]
-    sgn[idx] = [v[0][2] for v in vals]
+    hi[idx], lo[idx], sgn[idx] = vhi, vlo, vsgn
     t = _tables[key] = Table(hi, lo, sgn)
     _absent.discard(key)
     path = _table_path(key)
@@ -264,15 +265,16 @@ def _plan(name: str, arrays: list[np.ndarray], mode: str, *, build: bool) -> _Pl
             ok &= round_array(z, grid) == z
         if not ok.any():
             continue
-        if len(flat) > 1:
-            others = np.stack([a[ok] for a in flat[1:]], axis=1)
-            groups, inverse = np.unique(others.view(np.uint64), axis=0, return_inverse=True)
+        if len(flat) > 1:  # group by the other arguments' bits (one table per fixed parameters)
+            others = np.ascontiguousarray(np.stack([a[ok] for a in flat[1:]], axis=1))
+            rows = others.view(np.dtype((np.void, others.shape[1] * 8))).ravel()
+            groups, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+            params_of = [tuple(others[i].tolist()) for i in first.tolist()]
             inverse = inverse.ravel()
         else:
-            groups, inverse = np.zeros((1, 0), dtype=np.uint64), np.zeros(int(ok.sum()), dtype=np.intp)
+            params_of, inverse = [()], np.zeros(int(ok.sum()), dtype=np.intp)
         pos = np.flatnonzero(ok)
-        for g, row in enumerate(groups):
-            params = tuple(row.view(np.float64).tolist())
+        for g, params in enumerate(params_of):
             sel = pos[inverse == g]
             key = (name, tf, params)
             t = _load_table(key)
@@ -291,7 +293,7 @@ def _plan(name: str, arrays: list[np.ndarray], mode: str, *, build: bool) -> _Pl
         where = np.flatnonzero(todo)
         plan.where = where
         plan.store = _store(name, "points")
-        plan.persist = n >= PERSIST_MIN
+        plan.persist = _persist(n >= PERSIST_MIN)
         sub = [a[where] for a in flat]
         plan.keys = _row_keys(_prefix(mode, sub), sub)
         plan.missing, plan.args = _missing(plan.store, plan.keys, plan.persist,
@@ -354,10 +356,22 @@ def _item_args(arrays: list[np.ndarray], i: int) -> tuple:
 
 def _item_plan(name: str, arrays: list[np.ndarray], mode: str):
     s = _store(name, "items")
-    persist = sum(a.size for a in arrays) >= PERSIST_MIN
+    persist = _persist(sum(a.size for a in arrays) >= PERSIST_MIN)
     keys = _row_keys(_prefix(mode, arrays), arrays)
     missing, margs = _missing(s, keys, persist, lambda i: _item_args(arrays, i))
     return s, keys, missing, margs, persist
+
+
+@functools.lru_cache(maxsize=None)
+def _components(name: str, nargs: int) -> int:
+    """How many components reference ``name`` returns for scalar arguments (tried at 1/2)."""
+    return len(precision.values(function(name), (0.5,) * nargs, None))
+
+
+def _elementwise(name: str, arrays: list[np.ndarray]) -> bool:
+    """Items that are single numbers (1-d arguments, e.g. elementwise losses) of a reference with
+    one component are elementwise values: served like ``exact`` (16-bit tables included)."""
+    return all(a.ndim == 1 for a in arrays) and _components(name, len(arrays)) == 1
 
 
 def _items(name: str, args: tuple[np.ndarray, ...], mode: str):
@@ -366,7 +380,7 @@ def _items(name: str, args: tuple[np.ndarray, ...], mode: str):
     arrays = [np.ascontiguousarray(a, dtype=np.float64) for a in args]
     if arrays[0].shape[0] == 0:
         return np.empty((0, 1)), np.empty((0, 1)), np.empty((0, 1), dtype=np.int8)
-    if all(a.ndim == 1 for a in arrays):
+    if _elementwise(name, arrays):
         return tuple(v[:, None] for v in _values(name, tuple(arrays), mode))
     s, keys, missing, margs, persist = _item_plan(name, arrays, mode)
     if missing:
@@ -384,6 +398,88 @@ def exact_items(name: str, args: tuple[np.ndarray, ...], fmt: Format) -> precisi
 def approximate_items(name: str, args: tuple[np.ndarray, ...]) -> np.ndarray:
     """RN64 per item and component, (items, k): error scales S and accumulation terms A."""
     return _items(name, args, SCALE)[0]
+
+
+# --- structured problems: one evaluation per problem (nested arguments) --------------------
+
+_exploring = False
+
+
+@contextlib.contextmanager
+def exploring():
+    """Inside: values are computed for this process only, never written to disk (hypothesis
+    draws: a run's exploration must not grow the cache with every seed)."""
+    global _exploring
+    old, _exploring = _exploring, True
+    try:
+        yield
+    finally:
+        _exploring = old
+
+
+def _persist(bulk: bool) -> bool:
+    return bulk and not _exploring
+
+
+def _problem_bytes(a, out: list) -> None:
+    """A canonical encoding of nested arguments: floats by their bits, arrays with their shapes."""
+    if isinstance(a, float):
+        out.append(b"f" + np.float64(a).tobytes())
+    elif isinstance(a, np.ndarray):
+        a = np.ascontiguousarray(a, dtype=np.float64)
+        out.append(b"a" + repr(a.shape).encode() + a.tobytes())
+    elif isinstance(a, (list, tuple)):
+        out.append(b"(" if isinstance(a, tuple) else b"[")
+        for x in a:
+            _problem_bytes(x, out)
+        out.append(b")")
+    else:
+        out.append(b"o" + repr(a).encode() + b";")
+
+
+def reference_name(f: Callable) -> str | None:
+    """The name ``function`` resolves to f, or None for any other callable."""
+    module = getattr(f, "__module__", "") or ""
+    if not module.startswith("ffnspec.reference."):
+        return None
+    name = f"{module.removeprefix('ffnspec.reference.')}.{getattr(f, '__name__', '')}"
+    try:
+        return name if function(name) is f else None
+    except KeyError:
+        return None
+
+
+def _problems(f: Callable, problems: list[tuple], mode: str):
+    """(hi, lo, sgn) arrays (problems, k) of reference f at each problem (a tuple of arguments:
+    floats, arrays, nested lists/tuples, and ints or strs passed through)."""
+    name = reference_name(f)
+    if name is None:  # not a named reference: computed, not cached
+        return store.unpack([tuple(v) for v in precision.values_many(
+            f, [tuple(p) for p in problems], None if mode == SCALE else FORMATS[mode])])
+    s = _store(name, "problems")
+    prefix = bytes([_MODE_CODE[mode]])
+    keys = []
+    for p in problems:
+        parts: list[bytes] = []
+        _problem_bytes(tuple(p), parts)
+        keys.append(prefix + hashlib.blake2b(b"".join(parts), digest_size=16).digest())
+    persist = _persist(True)
+    missing, margs = _missing(s, keys, persist, lambda i: tuple(problems[i]))
+    if missing:
+        s.add(missing, _compute(name, mode, margs), persist=persist)
+    return s.gather(s.find(keys, persist=False))
+
+
+def exact_problems(f: Callable, problems: list[tuple], fmt: Format) -> precision.Exact:
+    """Exact values of reference f at each structured problem, (problems, k), rounded to fmt;
+    cached by the problems' bytes like points (persisted unless ``exploring``)."""
+    hi, lo, sgn = _problems(f, problems, fmt.name)
+    return precision.Exact(hi, lo, round_exact(hi, lo, sgn, fmt))
+
+
+def approximate_problems(f: Callable, problems: list[tuple]) -> np.ndarray:
+    """RN64 of reference f at each structured problem, (problems, k): error scales."""
+    return _problems(f, problems, SCALE)[0]
 
 
 # --- prebuild: parallel computation of what a run will need -------------------------------
@@ -477,9 +573,10 @@ def prebuild(requests: Iterable[Request], *, jobs: int | None = None,
                 seen_tables.add(key)
                 units.append(_TableUnit(key))
             continue
-        items = r.items and not all(np.ndim(a) == 1 for a in r.args)  # 1-d items are elementwise
-        arrays = [np.ascontiguousarray(a, dtype=np.float64) for a in (
-            r.args if items else np.broadcast_arrays(*[np.asarray(a, dtype=np.float64) for a in r.args]))]
+        arrays = [np.ascontiguousarray(a, dtype=np.float64) for a in r.args]
+        items = r.items and not _elementwise(r.function, arrays)
+        if not items:
+            arrays = [np.ascontiguousarray(a) for a in np.broadcast_arrays(*arrays)]
         if items:
             s, _, missing, margs, persist = _item_plan(r.function, arrays, mode)
             add(r.function, mode, s, missing, margs, persist, "items")
@@ -499,22 +596,38 @@ def prebuild(requests: Iterable[Request], *, jobs: int | None = None,
     return Summary(len(units), total, time.perf_counter() - t0, jobs)
 
 
+Packed = tuple  # (counts, hi, lo, sgn): components per value, and the components, flat arrays
+
+
+def _pack(values: list[tuple]) -> Packed:
+    comps = [c for v in values for c in v]
+    return (np.array([len(v) for v in values], dtype=np.int32), np.array([c[0] for c in comps], dtype=np.float64),
+            np.array([c[1] for c in comps], dtype=np.float64), np.array([c[2] for c in comps], dtype=np.int8))
+
+
 def _tasks(unit) -> list[tuple]:
-    """(name, mode, engine, argument tuples) chunks of a unit."""
+    """(name, mode, engine, inputs) chunks of a unit; a table's chunk is the range of its inputs
+    (the worker forms them), other chunks carry their argument tuples."""
     eng = "mpmath" if precision.engine() == "mpmath" else "auto"
     if isinstance(unit, _TableUnit):
-        name, mode, _ = unit.key
-        _, args = _table_inputs(unit.key)
-    else:
-        name, mode, args = unit.name, unit.mode, unit.args
-    size = CHUNK if isinstance(unit, _TableUnit) or not args or not isinstance(args[0][0], list) else 64
-    return [(name, mode, eng, args[i:i + size]) for i in range(0, len(args), size)]
+        n = len(_table_inputs(unit.key)[1])
+        return [(unit.key[0], unit.key[1], eng, (unit.key, i, min(i + CHUNK, n))) for i in range(0, n, CHUNK)]
+    size = 64 if unit.args and isinstance(unit.args[0][0], list) else CHUNK  # rows: fewer per chunk
+    return [(unit.name, unit.mode, eng, unit.args[i:i + size]) for i in range(0, len(unit.args), size)]
 
 
-def _work(task: tuple) -> list[tuple]:
-    name, mode, eng, args = task
+def _task_size(task: tuple) -> int:
+    inputs = task[3]
+    return inputs[2] - inputs[1] if isinstance(inputs, tuple) else len(inputs)
+
+
+def _work(task: tuple) -> Packed:
+    name, mode, eng, inputs = task
+    if isinstance(inputs, tuple):  # a range of a table's inputs
+        key, a, b = inputs
+        inputs = _table_inputs(key)[1][a:b]
     with precision.use_engine(eng):
-        return _compute(name, mode, args)
+        return _pack(_compute(name, mode, inputs))
 
 
 def _run(units: list, *, jobs: int, progress: Callable[[Progress], None] | None) -> int:
@@ -542,35 +655,33 @@ def _run(units: list, *, jobs: int, progress: Callable[[Progress], None] | None)
 
 def _compute_units(units: list, jobs: int, progress, *, units_total: int) -> int:
     chunks = [(ui, t) for ui, u in enumerate(units) for t in _tasks(u)]
-    sizes = [len(t[3]) for _, t in chunks]
-    total = sum(sizes)
-    results: list[list] = [[None] * sum(1 for c in chunks if c[0] == ui) for ui in range(len(units))]
-    slot = {}
-    counters = [0] * len(units)
-    for ci, (ui, _) in enumerate(chunks):
-        slot[ci] = counters[ui]
-        counters[ui] += 1
-    remaining = list(counters)
+    parts: list[dict[int, Packed]] = [{} for _ in units]
+    expected = [0] * len(units)
+    unit_total = [0] * len(units)
+    for ci, (ui, t) in enumerate(chunks):
+        expected[ui] += 1
+        unit_total[ui] += _task_size(t)
+    total = sum(unit_total)
     unit_done = [0] * len(units)
     state = {"done": 0, "units": 0}
     t0 = time.perf_counter()
 
-    def finished(ci: int, vals: list) -> None:
-        ui = chunks[ci][0]
-        results[ui][slot[ci]] = vals
-        remaining[ui] -= 1
-        unit_done[ui] += len(vals)
-        state["done"] += len(vals)
-        if remaining[ui] == 0:
-            _finish(units[ui], [v for part in results[ui] for v in part])
-            results[ui] = []
+    def finished(ci: int, packed: Packed) -> None:
+        ui, task = chunks[ci]
+        parts[ui][ci] = packed
+        n = _task_size(task)
+        unit_done[ui] += n
+        state["done"] += n
+        if len(parts[ui]) == expected[ui]:
+            ordered = [parts[ui][k] for k in sorted(parts[ui])]
+            _finish(units[ui], tuple(np.concatenate([p[j] for p in ordered]) for j in range(4)))
+            parts[ui] = {}
             state["units"] += 1
         if progress is not None:
             el = time.perf_counter() - t0
             rate = state["done"] / el if el > 0 else 0.0
-            progress(Progress(units[ui].label, unit_done[ui], sum(s for (u, _), s in zip(chunks, sizes) if u == ui),
-                              state["units"], units_total, state["done"], total, el,
-                              (total - state["done"]) / rate if rate > 0 else None))
+            progress(Progress(units[ui].label, unit_done[ui], unit_total[ui], state["units"], units_total,
+                              state["done"], total, el, (total - state["done"]) / rate if rate > 0 else None))
 
     if jobs <= 1 or len(chunks) <= 1:
         for ci, (_, task) in enumerate(chunks):
@@ -584,12 +695,11 @@ def _compute_units(units: list, jobs: int, progress, *, units_total: int) -> int
     return total
 
 
-def _finish(unit, vals: list[tuple]) -> None:
+def _finish(unit, packed: Packed) -> None:
     if isinstance(unit, _TableUnit):
-        idx, _ = _table_inputs(unit.key)
-        _save_table(unit.key, idx, vals)
+        _save_table(unit.key, _table_inputs(unit.key)[0], packed)
     else:
-        unit.store.add(unit.keys, vals, persist=unit.persist)
+        unit.store.add_packed(unit.keys, packed, persist=unit.persist)
 
 
 class TerminalProgress:

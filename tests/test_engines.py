@@ -116,17 +116,53 @@ def test_engines_agree_on_every_16_bit_input(name, fmt):
     assert not bad, f"{name} {fmt.name}: engines differ at {len(bad)} inputs, e.g. {bad[:3]}"
 
 
-def test_vector_references_agree():
+ROW_REFS = {  # reference -> how its arguments are formed from a row z (v, t: directions; y: a label)
+    "z": ["out.softmax", "out.logsumexp", "out.log_softmax", "out.softmax_scale", "out.softmax_acc",
+          "out.log_softmax_scale", "out.log_softmax_acc", "out.logsumexp_scale", "out.logsumexp_acc"],
+    "zv": [f"out.{op}_{m}{part}" for op in ("softmax", "log_softmax") for m in ("vjp", "jvp")
+           for part in ("", "_scale", "_acc", "_underflow")],
+    "zy": ["out.cross_entropy", "out.cross_entropy_scale", "out.cross_entropy_acc"],
+    "zyc": ["out.cross_entropy_vjp", "out.cross_entropy_vjp_scale", "out.cross_entropy_vjp_acc",
+            "out.cross_entropy_vjp_underflow"],
+    "zyt": ["out.cross_entropy_jvp", "out.cross_entropy_jvp_scale", "out.cross_entropy_jvp_acc",
+            "out.cross_entropy_jvp_underflow"],
+}
+
+
+def _rows(rng, fmt) -> list[list[float]]:
+    """Rows of lengths 1-9 and spreads 1, 10, 1000, a third of them with masked (-inf) entries."""
+    out = []
+    for n in range(1, 10):
+        for s in (1.0, 10.0, 1000.0):
+            r = round_array(rng.standard_normal(n) * s, fmt)
+            if n > 1 and rng.random() < 0.4:
+                r[rng.random(n) < 0.4] = -math.inf
+                r[rng.integers(n)] = float(round_array(np.array([rng.standard_normal()]), fmt)[0])
+            out.append(r.tolist())
+    return out
+
+
+@pytest.mark.parametrize("fmt", [F16, F32, F64], ids=lambda f: f.name)
+def test_vector_references_agree(fmt):
+    # The out family's row references (softmax, logsumexp, cross-entropy, their derivatives and
+    # error scales), masked rows included: exact infinities are arb's (e^-inf = 0).
     rng = np.random.default_rng(3)
-    rows = [round_array(rng.standard_normal(n) * s, F32).tolist() for n in (1, 2, 3, 8, 17) for s in (1.0, 10.0, 1000.0)]
-    rows.append([-math.inf, 1.0, 2.0])  # a masked entry: mpmath decides
-    for name in ("out.softmax", "out.logsumexp", "out.log_softmax", "out.softmax_scale", "out.logsumexp_scale"):
-        f = tables.function(name)
-        for r in rows:
-            ball = precision.values(f, (r,), F32)
-            with precision.use_engine("mpmath"):
-                ref = precision.values(f, (r,), F32)
-            assert all(_same(a, b) for a, b in zip(ball, ref)), (name, r, ball, ref)
+    bad = []
+    for r in _rows(rng, fmt):
+        d = (rng.integers(-16, 17, size=len(r)) / 4.0).tolist()
+        y = float(rng.choice([i for i, x in enumerate(r) if math.isfinite(x)]))
+        forms = {"z": (r,), "zv": (r, d), "zy": (r, y), "zyc": (r, y, 0.75), "zyt": (r, y, d)}
+        for form, names in ROW_REFS.items():
+            for name in names:
+                f = tables.function(name)
+                args = forms[form]
+                ball = precision.values(f, args, fmt)
+                with precision.use_engine("mpmath"):
+                    ref = precision.values(f, args, fmt)
+                if not all(_same(a, b) for a, b in zip(ball, ref)):
+                    if not all(_same(a, b) for a, b in zip(ball, _referee(f, args, fmt))):
+                        bad.append((name, args, ball, ref))
+    assert not bad, f"{len(bad)} disagreements, e.g. {bad[:2]}"
 
 
 # ------------------------------------------------------ the triple determines RN_fmt ---
