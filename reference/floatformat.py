@@ -65,15 +65,25 @@ def get_format(name: str) -> Format:
 
 
 def round_mpf(x, fmt: Format) -> float:
-    """Round an mpmath mpf (any precision) to fmt once, to nearest, ties to even.
-
-    Handles subnormals (lsb clamped at emin-p+1), overflow (to +-inf after
-    rounding with unbounded exponent, as IEEE 754 specifies) and NaN/inf.
-    The result is returned as a Python float holding the fmt value exactly.
-    """
+    """Round an mpmath mpf (any precision) to fmt once, to nearest, ties to even (``round_dyadic``).
+    Zero, inf and NaN are returned as they are."""
     sign, man, exp, bc = x._mpf_
     if not man:  # zero, inf or nan: mpmath encodes them with man == 0
         return float(x)
+    return round_dyadic(-man if sign else man, exp, fmt)
+
+
+def round_dyadic(man: int, exp: int, fmt: Format) -> float:
+    """Round the exact value man * 2^exp (man a nonzero integer) to fmt once, to nearest, ties
+    to even.
+
+    Handles subnormals (lsb clamped at emin-p+1), overflow (to +-inf after rounding with
+    unbounded exponent, as IEEE 754 specifies) and underflow to a zero of the value's sign.
+    The result is returned as a Python float holding the fmt value exactly.
+    """
+    sign = man < 0
+    man = -man if sign else man
+    bc = man.bit_length()
     e_lsb = max(exp + bc - 1, fmt.emin) - fmt.p + 1
     if exp + bc < e_lsb:  # |x| < 2^(e_lsb-1), half the smallest subnormal: rounds to zero
         return -0.0 if sign else 0.0
@@ -104,6 +114,31 @@ def round_array(a: np.ndarray, fmt: Format) -> np.ndarray:
         out = np.ldexp(q, e_lsb)
         out = np.where(np.abs(out) > fmt.max_finite, np.copysign(np.inf, a), out)
         return np.where(np.isfinite(a), out, a)
+
+
+def round_exact(hi: np.ndarray, lo: np.ndarray, sgn: np.ndarray, fmt: Format) -> np.ndarray:
+    """RN_fmt(t), correctly rounded, for exact values given canonically (``precision.py``):
+    hi = RN_float64(t), lo = RN_float64(t - hi), sgn = sign(t - hi).
+
+    Every rounding boundary of fmt (a midpoint, or the overflow threshold max + ulp/2) is a
+    float64, and no float64 lies strictly between t and RN_float64(t): so RN_fmt(t) =
+    RN_fmt(hi) unless hi is itself a boundary, where sgn decides (0: a tie, to even)."""
+    hi = np.asarray(hi, dtype=np.float64)
+    r = round_array(hi, fmt)
+    if fmt.name == "float64":
+        return r
+    sgn = np.broadcast_to(np.asarray(sgn), hi.shape)
+    with np.errstate(invalid="ignore", over="ignore"):
+        _, e = np.frexp(hi)
+        e_lsb = np.maximum(e - 1, fmt.emin) - fmt.p + 1
+        q = np.ldexp(hi, -e_lsb)
+        fl = np.floor(q)
+        boundary = np.isfinite(hi) & (q - fl == 0.5) & (sgn != 0)
+        if not boundary.any():
+            return r
+        moved = np.ldexp(np.where(sgn > 0, np.ceil(q), fl), e_lsb)
+        moved = np.where(np.abs(moved) > fmt.max_finite, np.copysign(np.inf, hi), moved)
+    return np.where(boundary, moved, r)
 
 
 def is_representable(a: np.ndarray, fmt: Format) -> np.ndarray:

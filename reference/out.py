@@ -260,11 +260,17 @@ def _stats(ctx, z):
 def _sensitivity(ctx, z, a):
     """sum_j |z_j d l_i / d z_j| = |z_i| (1 - a_i) + sum_{j != i} a_j |z_j| for l = log_softmax (and lse's
     sum_j a_j |z_j| as the extra last entry): the first-order effect of relative perturbations u |z_j| of
-    the inputs (BHH 2020: the condition number times |f|).  Masked entries contribute 0."""
+    the inputs (BHH 2020: the condition number times |f|).  Masked entries contribute 0.  The sum
+    over j != i is the terms before i plus those after it: no cancellation (total - a_i |z_i| cancels)."""
     az = [x * abs(y) if x else ctx.zero for x, y in zip(a, z)]
-    total = ctx.fsum(az)
-    return [abs(y) * (1 - x) + max(total - q, ctx.zero) if x else ctx.zero
-            for x, y, q in zip(a, z, az)], total
+    before, after = [ctx.zero], [ctx.zero]
+    for t in az[:-1]:
+        before.append(before[-1] + t)
+    for t in reversed(az[1:]):
+        after.append(after[-1] + t)
+    after.reverse()
+    return [abs(y) * (1 - x) + b + c if x else ctx.zero
+            for x, y, b, c in zip(a, z, before, after)], ctx.fsum(az)
 
 
 def softmax_scale(ctx, z):
@@ -418,8 +424,10 @@ def log_softmax_vjp_scale(ctx, z, v):
 
 
 def log_softmax_vjp_acc(ctx, z, v):
+    """(n-1) a_i (|sum v| + sum |v_j|)."""
     a, n = softmax(ctx, z), len(z)
-    return [(n - 1) * x * (abs(ctx.fsum(v)) + ctx.fsum(abs(y) for y in v)) for x in a]
+    s = abs(ctx.fsum(v)) + ctx.fsum(abs(y) for y in v)
+    return [(n - 1) * x * s for x in a]
 
 
 def log_softmax_jvp_scale(ctx, z, t):

@@ -1,135 +1,730 @@
-"""Reference values for arrays of inputs, cached in memory and on disk.
+"""Reference values for arrays of inputs: complete 16-bit tables, bounded point stores, and
+``prebuild``, which computes what a run will need in parallel before it starts.
 
-Exhaustive 16-bit tables and the threshold neighbourhoods are the expensive part
-of a run; they are stored as .npz files keyed by the reference function, the
-format, the input bytes and a hash of the reference sources, so editing a
-reference formula invalidates exactly its tables.
+Values are the canonical triples of ``precision.py`` (hi, lo, sgn): they do not depend on the
+engine or on who asked, so one value serves every clause, seed and process; cr = RN_fmt(t) is
+derived on lookup (``floatformat.round_exact``).
+
+  16-bit tables: for an elementwise reference f(z, *params) whose z are float16 (bfloat16)
+      values and whose other arguments are fixed, one table per (f, format, params) holds the
+      triple at every bit pattern (every finite value and +-inf; NaN inputs take the point
+      path), looked up by bit pattern.  It serves rounding to its own format and to float64
+      (``approximate``).  Built by ``prebuild``, or at the first request of TABLE_MIN inputs;
+      from then on every request of that function and format uses it.
+  points and items: other inputs (float32/float64 values, varying extra arguments, the rows of
+      vector references) are looked up by their bytes in the function's PointStore.  Requests of
+      PERSIST_MIN values or more (the deterministic regions) go to disk; hypothesis draws stay
+      in the process, so the cache does not grow with seeds.
+Files carry a hash of the reference sources (the function's module, the reference modules it
+uses, and the precision code): editing a formula invalidates exactly what depends on it.
 """
 from __future__ import annotations
 
+import atexit
+import concurrent.futures
+import contextlib
+import functools
 import hashlib
 import inspect
+import multiprocessing
 import os
+import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 
-from ffnspec.reference import function, precision
-from ffnspec.reference.floatformat import Format
+from ffnspec.reference import balls, floatformat, function, precision, store
+from ffnspec.reference.floatformat import FORMATS, Format, round_array, round_exact
 
-_DISK_MIN = 512  # arrays smaller than this are memoised per element only
-_memo: dict[tuple, tuple[float, float, float]] = {}
+TABLE_MIN = 1 << 14  # a 16-bit request this large (a quarter of the grid) builds the whole table
+PERSIST_MIN = 512   # requests this large are written to the point store
+CHUNK = 2048        # values per task in a parallel build
+SIXTEEN = ("float16", "bfloat16")
+_MODE_CODE = {**{name: i for i, name in enumerate(FORMATS)}, "scale": len(FORMATS)}
+
 _cache_dir: Path | None = Path(os.path.expanduser("~/.cache/ffnspec/reference"))
 
 
 def set_cache_dir(path: str | os.PathLike | None) -> None:
-    """Where tables are stored; None disables the disk cache."""
+    """Where tables and point stores live; None keeps everything in memory."""
     global _cache_dir
+    flush()
     _cache_dir = Path(path) if path is not None else None
+    _tables.clear()
+    _stores.clear()
+    _absent.clear()
 
 
-def _source_hash(name: str) -> str:
+def cache_dir() -> Path | None:
+    return _cache_dir
+
+
+# --- sources ---------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def sources_hash(name: str) -> str:
+    """Hash of everything reference ``name``'s values depend on: its module, the reference
+    modules that module uses, and the precision code."""
     module = inspect.getmodule(function(name))
-    parts = [inspect.getsource(module), inspect.getsource(precision), str(precision.GUARD_BITS)]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    mods = {module, precision, balls, floatformat}
+    for v in vars(module).values():
+        m = inspect.getmodule(v)
+        if m is not None and m.__name__.startswith("ffnspec.reference."):
+            mods.add(m)
+    text = "\n".join(inspect.getsource(m) for m in sorted(mods, key=lambda m: m.__name__))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# --- 16-bit grids ----------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def patterns(fmt_name: str) -> np.ndarray:
+    """The value (as float64) of each of the 65536 bit patterns of a 16-bit format."""
+    bits = np.arange(1 << 16, dtype=np.uint32)
+    with np.errstate(invalid="ignore"):
+        if fmt_name == "float16":
+            return bits.astype(np.uint16).view(np.float16).astype(np.float64)
+        if fmt_name == "bfloat16":
+            return (bits << 16).view(np.float32).astype(np.float64)
+    raise ValueError(f"{fmt_name} is not a 16-bit format")
+
+
+def bit_patterns(z: np.ndarray, fmt_name: str) -> np.ndarray:
+    """The bit pattern of each value of z, all representable in the 16-bit format."""
+    z = np.asarray(z, dtype=np.float64)
+    if fmt_name == "float16":
+        return z.astype(np.float16).view(np.uint16).astype(np.intp)
+    return (z.astype(np.float32).view(np.uint32) >> 16).astype(np.intp)
+
+
+@dataclass
+class Table:
+    """The triples of f(z, *params) at every bit pattern z of a 16-bit format."""
+    hi: np.ndarray
+    lo: np.ndarray
+    sgn: np.ndarray
+
+
+_tables: dict[tuple, Table] = {}
+_absent: set[tuple] = set()  # tables known not to be on disk (small requests do not look again)
+
+
+def _params_text(params: tuple[float, ...]) -> str:
+    return "" if not params else "-" + hashlib.sha256(repr([p.hex() for p in params]).encode()).hexdigest()[:8]
+
+
+def _table_path(key: tuple) -> Path | None:
+    name, fmt_name, params = key
+    if _cache_dir is None:
+        return None
+    return _cache_dir / "tables" / f"{name}-{fmt_name}{_params_text(params)}-{sources_hash(name)}.npz"
+
+
+def _table_meta(key: tuple) -> str:
+    name, fmt_name, params = key
+    return f"table|{name}|{fmt_name}|{[p.hex() for p in params]}|{sources_hash(name)}"
+
+
+def _load_table(key: tuple) -> Table | None:
+    t = _tables.get(key)
+    if t is not None:
+        return t
+    path = _table_path(key)
+    if path is None or key in _absent:
+        return None
+    data = store.load(path, _table_meta(key))
+    if data is None:
+        _absent.add(key)
+        return None
+    t = _tables[key] = Table(data["hi"], data["lo"], data["sgn"])
+    return t
+
+
+@functools.lru_cache(maxsize=4)
+def _table_inputs(key: tuple) -> tuple[np.ndarray, list[tuple]]:
+    """The bit patterns a table evaluates (every non-NaN one) and their argument tuples."""
+    name, fmt_name, params = key
+    z = patterns(fmt_name)
+    idx = np.flatnonzero(~np.isnan(z))
+    return idx, [(float(v), *params) for v in z[idx]]
+
+
+def _save_table(key: tuple, idx: np.ndarray, packed: Packed) -> Table:
+    counts, vhi, vlo, vsgn = packed
+    assert (counts == 1).all(), "a 16-bit table holds elementwise (one-component) references"
+    hi = np.full(1 << 16, np.nan)
+    lo = np.zeros(1 << 16)
+    sgn = np.zeros(1 << 16, dtype=np.int8)
+    hi[idx], lo[idx], sgn[idx] = vhi, vlo, vsgn
+    t = _tables[key] = Table(hi, lo, sgn)
+    _absent.discard(key)
+    path = _table_path(key)
+    if path is not None:
+        store.save(path, {"meta": np.array(_table_meta(key)), "hi": hi, "lo": lo, "sgn": sgn})
+    return t
+
+
+def table(name: str, fmt_name: str, params: tuple[float, ...] = ()) -> Table:
+    """The complete table of ``name`` over ``fmt_name``'s bit patterns (built if missing)."""
+    key = (name, fmt_name, tuple(float(p) for p in params))
+    t = _load_table(key)
+    if t is None:
+        _run([_TableUnit(key)], jobs=1, progress=None)
+        t = _tables[key]
+    return t
+
+
+# --- point stores ----------------------------------------------------------------------
+
+_stores: dict[tuple[str, str], store.PointStore] = {}
+
+
+def _store(name: str, kind: str) -> store.PointStore:
+    s = _stores.get((name, kind))
+    if s is None:
+        path = None if _cache_dir is None else _cache_dir / "points" / f"{name}-{kind}-{sources_hash(name)}.npz"
+        s = _stores[(name, kind)] = store.PointStore(path, f"{kind}|{name}|{sources_hash(name)}")
+        _register_flush()
+    return s
+
+
+@functools.lru_cache(maxsize=None)
+def _register_flush() -> None:
+    atexit.register(flush)
+
+
+def flush() -> None:
+    """Write the marked entries of every point store (merged under each file's lock) and keep
+    the cache directory within its size bound."""
+    for s in list(_stores.values()):
+        s.flush()
+    if _cache_dir is not None and _cache_dir.exists():
+        store.prune(_cache_dir)
+
+
+def _row_keys(prefix: bytes, arrays: list[np.ndarray]) -> list[bytes]:
+    """One key per item (leading axis): prefix + the item's bytes (hashed when long)."""
+    m = arrays[0].shape[0]
+    raw = np.concatenate([np.ascontiguousarray(a).reshape(m, -1).view(np.uint8) for a in arrays], axis=1)
+    width = raw.shape[1]
+    if width <= 64:
+        rows = np.ascontiguousarray(raw).view(np.dtype((np.void, width))).ravel().tolist()
+        return [prefix + r for r in rows]
+    return [prefix + hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in raw]
+
+
+def _prefix(mode: str, arrays: list[np.ndarray]) -> bytes:
+    """Key prefix: the mode (the format rounded to, or scale) and the items' shapes."""
+    shapes = repr([a.shape[1:] for a in arrays]).encode()
+    return bytes([_MODE_CODE[mode]]) + hashlib.blake2b(shapes, digest_size=3).digest()
+
+
+# --- elementwise values ------------------------------------------------------------------
+
+@dataclass
+class _Plan:
+    """How a request is served: table lookups, and keyed points (some missing)."""
+    hi: np.ndarray
+    lo: np.ndarray
+    sgn: np.ndarray
+    missing_tables: list[tuple] = field(default_factory=list)
+    store: store.PointStore | None = None
+    keys: list[bytes] = field(default_factory=list)
+    where: np.ndarray | None = None        # positions served by the store
+    args: list[tuple] = field(default_factory=list)   # argument tuples of the missing keys
+    missing: list[bytes] = field(default_factory=list)
+    persist: bool = False
+
+
+SCALE = "scale"  # the mode of approximate / approximate_items: RN64 only, stored without lo and sgn
+
+
+def _table_formats(mode: str) -> tuple[str, ...]:
+    """Tables that may serve a mode: a 16-bit format's own grid; any 16-bit grid for float64
+    and for scales (rounding to float64 needs no sgn)."""
+    if mode in SIXTEEN:
+        return (mode,)
+    return SIXTEEN if mode in ("float64", SCALE) else ()
+
+
+def _plan(name: str, arrays: list[np.ndarray], mode: str, *, build: bool) -> _Plan:
+    flat = [a.ravel() for a in arrays]
+    n = flat[0].size
+    plan = _Plan(np.empty(n), np.empty(n), np.zeros(n, dtype=np.int8))
+    todo = np.ones(n, dtype=bool)
+    z = flat[0]
+    for tf in _table_formats(mode):
+        grid = FORMATS[tf]
+        ok = todo & ~np.isnan(z)
+        if not ok.any():
+            break
+        with np.errstate(invalid="ignore", over="ignore"):
+            ok &= round_array(z, grid) == z
+        if not ok.any():
+            continue
+        if len(flat) > 1:  # group by the other arguments' bits (one table per fixed parameters)
+            others = np.ascontiguousarray(np.stack([a[ok] for a in flat[1:]], axis=1))
+            rows = others.view(np.dtype((np.void, others.shape[1] * 8))).ravel()
+            groups, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+            params_of = [tuple(others[i].tolist()) for i in first.tolist()]
+            inverse = inverse.ravel()
+        else:
+            params_of, inverse = [()], np.zeros(int(ok.sum()), dtype=np.intp)
+        pos = np.flatnonzero(ok)
+        for g, params in enumerate(params_of):
+            sel = pos[inverse == g]
+            key = (name, tf, params)
+            t = _load_table(key)
+            if t is None:
+                if sel.size < TABLE_MIN:
+                    continue
+                if not build:
+                    plan.missing_tables.append(key)
+                    todo[sel] = False
+                    continue
+                t = table(name, tf, params)
+            b = bit_patterns(z[sel], tf)
+            plan.hi[sel], plan.lo[sel], plan.sgn[sel] = t.hi[b], t.lo[b], t.sgn[b]
+            todo[sel] = False
+    if todo.any():
+        where = np.flatnonzero(todo)
+        plan.where = where
+        plan.store = _store(name, "points")
+        plan.persist = _persist(n >= PERSIST_MIN)
+        sub = [a[where] for a in flat]
+        plan.keys = _row_keys(_prefix(mode, sub), sub)
+        plan.missing, plan.args = _missing(plan.store, plan.keys, plan.persist,
+                                           lambda i: tuple(float(a[i]) for a in sub))
+    return plan
+
+
+def _missing(s: store.PointStore, keys: list[bytes], persist: bool, args: Callable[[int], tuple]):
+    """The distinct keys absent from the store, and their argument tuples."""
+    ids = s.find(keys, persist=persist)
+    missing, margs, seen = [], [], set()
+    for i in np.flatnonzero(ids < 0).tolist():
+        k = keys[i]
+        if k not in seen:
+            seen.add(k)
+            missing.append(k)
+            margs.append(args(i))
+    return missing, margs
+
+
+def _compute(name: str, mode: str, args: list[tuple]) -> list[tuple]:
+    """Triples of reference ``name`` at each argument tuple, in this process; for scales only
+    hi is kept (lo = 0, sgn = 0)."""
+    f = function(name)
+    if mode == SCALE:
+        return [tuple((v.hi, 0.0, 0) for v in vs) for vs in precision.values_many(f, args, None)]
+    return [tuple(v) for v in precision.values_many(f, args, FORMATS[mode])]
+
+
+def _values(name: str, args: tuple[np.ndarray, ...], mode: str) -> tuple[np.ndarray, ...]:
+    """(hi, lo, sgn) of the elementwise reference at the broadcast argument arrays."""
+    arrays = np.broadcast_arrays(*[np.ascontiguousarray(a, dtype=np.float64) for a in args])
+    shape = arrays[0].shape
+    plan = _plan(name, arrays, mode, build=True)
+    if plan.where is not None:
+        if plan.missing:
+            plan.store.add(plan.missing, _compute(name, mode, plan.args), persist=plan.persist)
+        hi, lo, sgn = plan.store.gather(plan.store.find(plan.keys, persist=False))
+        plan.hi[plan.where], plan.lo[plan.where], plan.sgn[plan.where] = hi[:, 0], lo[:, 0], sgn[:, 0]
+    return plan.hi.reshape(shape), plan.lo.reshape(shape), plan.sgn.reshape(shape)
 
 
 def exact(name: str, args: tuple[np.ndarray, ...], fmt: Format) -> precision.Exact:
-    """Exact values of reference ``name`` at the (broadcast) argument arrays."""
-    arrays = np.broadcast_arrays(*[np.ascontiguousarray(a, dtype=np.float64) for a in args])
-    n = arrays[0].size
-    path = None
-    if _cache_dir is not None and n >= _DISK_MIN:
-        h = hashlib.sha256(f"{name}|{fmt.name}|{_source_hash(name)}".encode())
-        for a in arrays:
-            h.update(np.ascontiguousarray(a).tobytes())
-        path = _cache_dir / f"{name}-{fmt.name}-{h.hexdigest()[:24]}.npz"
-        if path.exists():
-            try:
-                with np.load(path) as data:
-                    return precision.Exact(data["hi"], data["lo"], data["cr"])
-            except (OSError, ValueError, KeyError):
-                pass  # a corrupt cache entry is recomputed
-    f = function(name)
-    flat = [a.ravel().tolist() for a in arrays]
-    hi, lo, cr = np.empty(n), np.empty(n), np.empty(n)
-    for i, xs in enumerate(zip(*flat)):
-        key = (name, fmt.name, xs)
-        v = _memo.get(key)
-        if v is None:
-            v = _memo[key] = precision.evaluate(f, xs, fmt)
-        hi[i], lo[i], cr[i] = v
-    shape = arrays[0].shape
-    result = precision.Exact(hi.reshape(shape), lo.reshape(shape), cr.reshape(shape))
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, hi=result.hi, lo=result.lo, cr=result.cr)
-        os.replace(tmp, path)
-    return result
+    """Exact values of reference ``name`` at the (broadcast) argument arrays, rounded to fmt."""
+    hi, lo, sgn = _values(name, args, fmt.name)
+    return precision.Exact(hi, lo, round_exact(hi, lo, sgn, fmt))
 
 
 def approximate(name: str, args: tuple[np.ndarray, ...]) -> np.ndarray:
-    """Float64 approximations (for error scales S); shares the exact-value cache."""
-    from ffnspec.reference.floatformat import FORMATS
-    e = exact(name, args, FORMATS["float64"])
-    return e.hi + e.lo
+    """RN64 of the exact values (error scales S, underflow factors c); shares the 16-bit tables."""
+    return _values(name, args, SCALE)[0]
 
 
-# --- vector-valued references: one evaluation per item (a row, a batch) -------------------
+# --- vector-valued references: one evaluation per item (a row, a batch) -----------------
 
 def _item_args(arrays: list[np.ndarray], i: int) -> tuple:
     """Item i of every argument: a float, a row (list) or a batch of rows (nested lists)."""
     return tuple(a[i].tolist() if a.ndim > 1 else float(a[i]) for a in arrays)
 
 
-def _items(name: str, args: tuple[np.ndarray, ...], fmt_name: str, compute, kind: str):
-    """(items, k) arrays of reference ``name`` per item (leading axis) of ``args``, memoised per
-    item and cached on disk for large sets."""
+def _item_plan(name: str, arrays: list[np.ndarray], mode: str):
+    s = _store(name, "items")
+    persist = _persist(sum(a.size for a in arrays) >= PERSIST_MIN)
+    keys = _row_keys(_prefix(mode, arrays), arrays)
+    missing, margs = _missing(s, keys, persist, lambda i: _item_args(arrays, i))
+    return s, keys, missing, margs, persist
+
+
+@functools.lru_cache(maxsize=None)
+def _components(name: str, nargs: int) -> int:
+    """How many components reference ``name`` returns for scalar arguments (tried at 1/2)."""
+    return len(precision.values(function(name), (0.5,) * nargs, None))
+
+
+def _elementwise(name: str, arrays: list[np.ndarray]) -> bool:
+    """Items that are single numbers (1-d arguments, e.g. elementwise losses) of a reference with
+    one component are elementwise values: served like ``exact`` (16-bit tables included)."""
+    return all(a.ndim == 1 for a in arrays) and _components(name, len(arrays)) == 1
+
+
+def _items(name: str, args: tuple[np.ndarray, ...], mode: str):
+    """(hi, lo, sgn) arrays (items, k) of a vector reference per item.  Items that are single
+    numbers (1-d arguments: elementwise losses) are elementwise values, served like ``exact``."""
     arrays = [np.ascontiguousarray(a, dtype=np.float64) for a in args]
-    m = arrays[0].shape[0]
-    path = None
-    if _cache_dir is not None and sum(a.size for a in arrays) >= _DISK_MIN:
-        h = hashlib.sha256(f"{kind}|{name}|{fmt_name}|{_source_hash(name)}".encode())
-        for a in arrays:
-            h.update(str(a.shape).encode())
-            h.update(a.tobytes())
-        path = _cache_dir / f"{name}-{kind}-{fmt_name}-{h.hexdigest()[:24]}.npz"
-        if path.exists():
-            try:
-                with np.load(path) as data:
-                    return [data[k] for k in data.files]
-            except (OSError, ValueError, KeyError):
-                pass  # a corrupt cache entry is recomputed
-    parts = 3 if kind == "exact" else 1  # (hi, lo, cr) or the approximation
-    if m == 0:
-        return [np.empty((0, 1)) for _ in range(parts)]
-    f = function(name)
-    rows = []
-    for i in range(m):
-        xs = _item_args(arrays, i)
-        key = (kind, name, fmt_name, tuple(a[i].tobytes() for a in arrays))
-        v = _memo.get(key)
-        if v is None:
-            v = _memo[key] = compute(f, xs)
-        rows.append(v)
-    out = [np.array([[c[j] for c in r] for r in rows], dtype=np.float64).reshape(m, -1) for j in range(parts)]
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, *out)
-        os.replace(tmp, path)
-    return out
+    if arrays[0].shape[0] == 0:
+        return np.empty((0, 1)), np.empty((0, 1)), np.empty((0, 1), dtype=np.int8)
+    if _elementwise(name, arrays):
+        return tuple(v[:, None] for v in _values(name, tuple(arrays), mode))
+    s, keys, missing, margs, persist = _item_plan(name, arrays, mode)
+    if missing:
+        s.add(missing, _compute(name, mode, margs), persist=persist)
+    return s.gather(s.find(keys, persist=False))
 
 
 def exact_items(name: str, args: tuple[np.ndarray, ...], fmt: Format) -> precision.Exact:
     """Exact values of a vector-valued reference per item: (items, k) arrays, each component
-    correctly rounded to fmt (Ziv per component)."""
-    hi, lo, cr = _items(name, args, fmt.name, lambda f, xs: precision.evaluate_vector(f, xs, fmt), "exact")
-    return precision.Exact(hi, lo, cr)
+    correctly rounded to fmt."""
+    hi, lo, sgn = _items(name, args, fmt.name)
+    return precision.Exact(hi, lo, round_exact(hi, lo, sgn, fmt))
 
 
 def approximate_items(name: str, args: tuple[np.ndarray, ...]) -> np.ndarray:
-    """Float64 approximations per item, (items, k): error scales S and accumulation terms A."""
-    (v,) = _items(name, args, "approx", lambda f, xs: [(x,) for x in precision.approximate_vector(f, xs)], "approx")
-    return v
+    """RN64 per item and component, (items, k): error scales S and accumulation terms A."""
+    return _items(name, args, SCALE)[0]
+
+
+# --- structured problems: one evaluation per problem (nested arguments) --------------------
+
+_exploring = False
+
+
+@contextlib.contextmanager
+def exploring():
+    """Inside: values are computed for this process only, never written to disk (hypothesis
+    draws: a run's exploration must not grow the cache with every seed)."""
+    global _exploring
+    old, _exploring = _exploring, True
+    try:
+        yield
+    finally:
+        _exploring = old
+
+
+def _persist(bulk: bool) -> bool:
+    return bulk and not _exploring
+
+
+def _problem_bytes(a, out: list) -> None:
+    """A canonical encoding of nested arguments: floats by their bits, arrays with their shapes."""
+    if isinstance(a, float):
+        out.append(b"f" + np.float64(a).tobytes())
+    elif isinstance(a, np.ndarray):
+        a = np.ascontiguousarray(a, dtype=np.float64)
+        out.append(b"a" + repr(a.shape).encode() + a.tobytes())
+    elif isinstance(a, (list, tuple)):
+        out.append(b"(" if isinstance(a, tuple) else b"[")
+        for x in a:
+            _problem_bytes(x, out)
+        out.append(b")")
+    else:
+        out.append(b"o" + repr(a).encode() + b";")
+
+
+def reference_name(f: Callable) -> str | None:
+    """The name ``function`` resolves to f, or None for any other callable."""
+    module = getattr(f, "__module__", "") or ""
+    if not module.startswith("ffnspec.reference."):
+        return None
+    name = f"{module.removeprefix('ffnspec.reference.')}.{getattr(f, '__name__', '')}"
+    try:
+        return name if function(name) is f else None
+    except KeyError:
+        return None
+
+
+def _problems(f: Callable, problems: list[tuple], mode: str):
+    """(hi, lo, sgn) arrays (problems, k) of reference f at each problem (a tuple of arguments:
+    floats, arrays, nested lists/tuples, and ints or strs passed through)."""
+    name = reference_name(f)
+    if name is None:  # not a named reference: computed, not cached
+        return store.unpack([tuple(v) for v in precision.values_many(
+            f, [tuple(p) for p in problems], None if mode == SCALE else FORMATS[mode])])
+    s = _store(name, "problems")
+    prefix = bytes([_MODE_CODE[mode]])
+    keys = []
+    for p in problems:
+        parts: list[bytes] = []
+        _problem_bytes(tuple(p), parts)
+        keys.append(prefix + hashlib.blake2b(b"".join(parts), digest_size=16).digest())
+    persist = _persist(True)
+    missing, margs = _missing(s, keys, persist, lambda i: tuple(problems[i]))
+    if missing:
+        s.add(missing, _compute(name, mode, margs), persist=persist)
+    return s.gather(s.find(keys, persist=False))
+
+
+def exact_problems(f: Callable, problems: list[tuple], fmt: Format) -> precision.Exact:
+    """Exact values of reference f at each structured problem, (problems, k), rounded to fmt;
+    cached by the problems' bytes like points (persisted unless ``exploring``)."""
+    hi, lo, sgn = _problems(f, problems, fmt.name)
+    return precision.Exact(hi, lo, round_exact(hi, lo, sgn, fmt))
+
+
+def approximate_problems(f: Callable, problems: list[tuple]) -> np.ndarray:
+    """RN64 of reference f at each structured problem, (problems, k): error scales."""
+    return _problems(f, problems, SCALE)[0]
+
+
+# --- prebuild: parallel computation of what a run will need -------------------------------
+
+@dataclass(frozen=True)
+class Request:
+    """Reference values a run will need.
+
+    ``args`` None: the complete 16-bit table of ``function``(z, *params) over ``fmt``'s bit
+    patterns.  Otherwise the values at ``args`` (arrays, broadcast) rounded to ``fmt``, as
+    ``exact`` (``items=False``) or ``exact_items`` (``items=True``) will ask for them; with
+    ``scale``, as ``approximate`` / ``approximate_items`` will (fmt is then only the grid of a
+    16-bit table that may serve them)."""
+    function: str
+    fmt: str
+    args: tuple[np.ndarray, ...] | None = None
+    params: tuple[float, ...] = ()
+    items: bool = False
+    scale: bool = False
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress report of ``prebuild``: the unit being computed and the whole build."""
+    unit: str            # e.g. "act.sigmoid float16" or "out.softmax float32 (items)"
+    unit_done: int
+    unit_total: int
+    units_done: int
+    units_total: int
+    done: int            # values computed so far, all units
+    total: int
+    elapsed: float       # seconds
+    eta: float | None    # seconds left, from the rate so far
+
+
+@dataclass
+class Summary:
+    """What ``prebuild`` did: units and values computed, seconds taken, workers used."""
+    units: int
+    values: int
+    seconds: float
+    jobs: int
+
+
+@dataclass
+class _TableUnit:
+    key: tuple
+
+    @property
+    def label(self) -> str:
+        name, fmt_name, params = self.key
+        return f"{name} {fmt_name}" + (f" {list(params)}" if params else "")
+
+
+@dataclass
+class _PointsUnit:
+    name: str
+    mode: str                    # a format name, or SCALE
+    store: store.PointStore
+    keys: list[bytes]
+    args: list[tuple]
+    persist: bool
+    kind: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.mode} ({self.kind})"
+
+
+def prebuild(requests: Iterable[Request], *, jobs: int | None = None,
+             progress: Callable[[Progress], None] | bool | None = None) -> Summary:
+    """Compute every table and value the requests need that is not cached yet, in ``jobs``
+    worker processes (default: every core; 1 computes here), and store them.  ``progress`` is
+    called after every finished chunk (True: a one-line display on stderr)."""
+    units: list = []
+    seen_tables: set = set()
+    planned: dict[int, set] = {}  # keys already in a unit, per store: requests overlap
+
+    def add(name, mode, s, keys, args, persist, kind):
+        mine = planned.setdefault(id(s), set())
+        fresh = [(k, a) for k, a in zip(keys, args) if k not in mine]
+        mine.update(k for k, _ in fresh)
+        if fresh:
+            units.append(_PointsUnit(name, mode, s, [k for k, _ in fresh], [a for _, a in fresh], persist, kind))
+
+    for r in requests:
+        mode = SCALE if r.scale else r.fmt
+        if r.args is None:
+            key = (r.function, r.fmt, tuple(float(p) for p in r.params))
+            if key not in seen_tables and _load_table(key) is None:
+                seen_tables.add(key)
+                units.append(_TableUnit(key))
+            continue
+        arrays = [np.ascontiguousarray(a, dtype=np.float64) for a in r.args]
+        items = r.items and not _elementwise(r.function, arrays)
+        if not items:
+            arrays = [np.ascontiguousarray(a) for a in np.broadcast_arrays(*arrays)]
+        if items:
+            s, _, missing, margs, persist = _item_plan(r.function, arrays, mode)
+            add(r.function, mode, s, missing, margs, persist, "items")
+            continue
+        plan = _plan(r.function, arrays, mode, build=False)
+        for key in plan.missing_tables:
+            if key not in seen_tables:
+                seen_tables.add(key)
+                units.append(_TableUnit(key))
+        add(r.function, mode, plan.store, plan.missing, plan.args, plan.persist, "points")
+    if progress is True:
+        progress = TerminalProgress()
+    jobs = (os.cpu_count() or 1) if jobs is None else max(1, jobs)
+    t0 = time.perf_counter()
+    total = _run(units, jobs=jobs, progress=progress or None)
+    flush()
+    return Summary(len(units), total, time.perf_counter() - t0, jobs)
+
+
+Packed = tuple  # (counts, hi, lo, sgn): components per value, and the components, flat arrays
+
+
+def _pack(values: list[tuple]) -> Packed:
+    comps = [c for v in values for c in v]
+    return (np.array([len(v) for v in values], dtype=np.int32), np.array([c[0] for c in comps], dtype=np.float64),
+            np.array([c[1] for c in comps], dtype=np.float64), np.array([c[2] for c in comps], dtype=np.int8))
+
+
+def _tasks(unit) -> list[tuple]:
+    """(name, mode, engine, inputs) chunks of a unit; a table's chunk is the range of its inputs
+    (the worker forms them), other chunks carry their argument tuples."""
+    eng = "mpmath" if precision.engine() == "mpmath" else "auto"
+    if isinstance(unit, _TableUnit):
+        n = len(_table_inputs(unit.key)[1])
+        return [(unit.key[0], unit.key[1], eng, (unit.key, i, min(i + CHUNK, n))) for i in range(0, n, CHUNK)]
+    size = 64 if unit.args and isinstance(unit.args[0][0], list) else CHUNK  # rows: fewer per chunk
+    return [(unit.name, unit.mode, eng, unit.args[i:i + size]) for i in range(0, len(unit.args), size)]
+
+
+def _task_size(task: tuple) -> int:
+    inputs = task[3]
+    return inputs[2] - inputs[1] if isinstance(inputs, tuple) else len(inputs)
+
+
+def _work(task: tuple) -> Packed:
+    name, mode, eng, inputs = task
+    if isinstance(inputs, tuple):  # a range of a table's inputs
+        key, a, b = inputs
+        inputs = _table_inputs(key)[1][a:b]
+    with precision.use_engine(eng):
+        return _pack(_compute(name, mode, inputs))
+
+
+def _run(units: list, *, jobs: int, progress: Callable[[Progress], None] | None) -> int:
+    """Compute the units (tables are written as they complete, under their locks); returns the
+    number of values computed."""
+    if not units:
+        return 0
+    with contextlib.ExitStack() as held:
+        todo, waiting = [], []
+        for u in units:
+            path = _table_path(u.key) if isinstance(u, _TableUnit) else None
+            if path is not None and not held.enter_context(store.locked(path, blocking=False)):
+                waiting.append(u)  # another process is building it
+            else:
+                todo.append(u)
+        total = _compute_units(todo, jobs, progress, units_total=len(units))
+    for u in waiting:  # built elsewhere: wait for its writer, then load (or build it after all)
+        path = _table_path(u.key)
+        with store.locked(path):
+            _absent.discard(u.key)
+            if _load_table(u.key) is None:
+                total += _compute_units([u], 1, progress, units_total=len(units))
+    return total
+
+
+def _compute_units(units: list, jobs: int, progress, *, units_total: int) -> int:
+    chunks = [(ui, t) for ui, u in enumerate(units) for t in _tasks(u)]
+    parts: list[dict[int, Packed]] = [{} for _ in units]
+    expected = [0] * len(units)
+    unit_total = [0] * len(units)
+    for ci, (ui, t) in enumerate(chunks):
+        expected[ui] += 1
+        unit_total[ui] += _task_size(t)
+    total = sum(unit_total)
+    unit_done = [0] * len(units)
+    state = {"done": 0, "units": 0}
+    t0 = time.perf_counter()
+
+    def finished(ci: int, packed: Packed) -> None:
+        ui, task = chunks[ci]
+        parts[ui][ci] = packed
+        n = _task_size(task)
+        unit_done[ui] += n
+        state["done"] += n
+        if len(parts[ui]) == expected[ui]:
+            ordered = [parts[ui][k] for k in sorted(parts[ui])]
+            _finish(units[ui], tuple(np.concatenate([p[j] for p in ordered]) for j in range(4)))
+            parts[ui] = {}
+            state["units"] += 1
+        if progress is not None:
+            el = time.perf_counter() - t0
+            rate = state["done"] / el if el > 0 else 0.0
+            progress(Progress(units[ui].label, unit_done[ui], unit_total[ui], state["units"], units_total,
+                              state["done"], total, el, (total - state["done"]) / rate if rate > 0 else None))
+
+    if jobs <= 1 or len(chunks) <= 1:
+        for ci, (_, task) in enumerate(chunks):
+            finished(ci, _work(task))
+        return total
+    ctx = multiprocessing.get_context("spawn")  # never fork a process that may hold backend threads
+    with concurrent.futures.ProcessPoolExecutor(max_workers=min(jobs, len(chunks)), mp_context=ctx) as pool:
+        futures = {pool.submit(_work, task): ci for ci, (_, task) in enumerate(chunks)}
+        for fut in concurrent.futures.as_completed(futures):
+            finished(futures[fut], fut.result())
+    return total
+
+
+def _finish(unit, packed: Packed) -> None:
+    if isinstance(unit, _TableUnit):
+        _save_table(unit.key, _table_inputs(unit.key)[0], packed)
+    else:
+        unit.store.add_packed(unit.keys, packed, persist=unit.persist)
+
+
+class TerminalProgress:
+    """The default progress display: one line on stderr, rewritten in place on a terminal,
+    one line per finished unit otherwise.
+
+        ffnspec reference [12/40] act.sigmoid float16: 32768/63488 values; 41% of 1.9e6, 38 s, ETA 55 s
+    """
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._last = 0.0
+
+    def __call__(self, p: Progress) -> None:
+        eta = f"ETA {p.eta:.0f} s" if p.eta is not None else "ETA ?"
+        line = (f"ffnspec reference [{p.units_done}/{p.units_total}] {p.unit}: {p.unit_done}/{p.unit_total} values; "
+                f"{100 * p.done / max(p.total, 1):.0f}% of {p.total}, {p.elapsed:.0f} s, {eta}")
+        end = p.done >= p.total
+        if self.tty:
+            now = time.perf_counter()
+            if end or now - self._last > 0.2:
+                self._last = now
+                self.stream.write("\r" + line[:200].ljust(120) + ("\n" if end else ""))
+                self.stream.flush()
+        elif p.unit_done >= p.unit_total or end:
+            self.stream.write(line + "\n")
+            self.stream.flush()

@@ -1,0 +1,313 @@
+"""The on-disk cache of reference values: atomic writes, file locks, a size bound.
+
+Layout under the cache directory (``~/.cache/ffnspec/reference`` by default):
+
+    tables/<function>-<fmt>[-<params>]-<sources>.npz   one complete 16-bit table (tables.py)
+    points/<function>-<kind>-<sources>.npz             a bounded store of other inputs' values
+
+Safety for concurrent runs sharing a cache:
+  - every write goes to a unique temporary file in the same directory and is renamed over
+    the target (``os.replace``): a reader sees the old file or the new one, never a part;
+  - writers of one file hold an exclusive lock (``fcntl.flock`` on ``<file>.lock``) while they
+    read, merge and replace it, so no update is lost; where fcntl is missing (Windows) there
+    is no lock: an update may be lost, never corrupted;
+  - a file that does not load, or whose metadata does not match, is treated as absent.
+
+Bounds: a point store keeps at most ``MAX_ENTRIES`` entries, evicting the least recently
+used (each entry carries the time of the last run that used it); the whole directory is kept
+under ``MAX_BYTES`` by deleting the least recently used files (mtime, refreshed on load).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # no advisory locks on this platform
+    fcntl = None
+
+MAX_ENTRIES = 1 << 18          # entries (points or items) per point store
+MAX_BYTES = 60 * 1024 * 1024   # the whole cache directory
+
+
+# --- files ---------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def locked(path: Path, *, blocking: bool = True) -> Iterator[bool]:
+    """Hold the exclusive lock of ``path`` (on ``path.lock``); yields False if ``blocking`` is
+    off and another process holds it."""
+    if fcntl is None:
+        yield True
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def save(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write an .npz atomically (a unique temporary file, then rename over ``path``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def load(path: Path, meta: str) -> dict[str, np.ndarray] | None:
+    """The arrays of an .npz written by ``save`` with the same ``meta`` string, or None if it is
+    missing, unreadable or for something else.  Refreshes its mtime (least recently used)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    if str(arrays.get("meta", np.array(""))) != meta:
+        return None
+    with contextlib.suppress(OSError):
+        os.utime(path)
+    return arrays
+
+
+def prune(root: Path, max_bytes: int = MAX_BYTES) -> None:
+    """Delete least recently used .npz files (and stale temporary files) until the cache
+    directory is under ``max_bytes``."""
+    files = []
+    now = time.time()
+    for p in root.rglob("*"):
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        if p.suffix == ".tmp" and now - st.st_mtime > 3600:  # left by a killed writer
+            with contextlib.suppress(OSError):
+                p.unlink()
+        elif p.suffix == ".npz":
+            files.append((st.st_mtime, st.st_size, p))
+    total = sum(s for _, s, _ in files)
+    for _, size, p in sorted(files):
+        if total <= max_bytes:
+            break
+        with contextlib.suppress(OSError):
+            p.unlink()
+            total -= size
+
+
+# --- point stores ------------------------------------------------------------------------
+
+def _now() -> int:
+    """The stamp of a use: seconds since the epoch."""
+    return int(time.time())
+
+
+RESTAMP_AFTER = 86400  # seconds: an entry used again is re-stamped (rewriting its file) at most daily
+
+
+class PointStore:
+    """Values of one reference function at keyed inputs, in memory and (bounded) on disk.
+
+    An entry is a key (bytes) and a value of one or more components, each a (hi, lo, sgn)
+    triple.  Entries added with ``persist`` (bulk, deterministic inputs), or found by a
+    persisting lookup, are marked; ``flush`` merges the marked ones into the file under its
+    lock, stamped with the time; others live for the process only."""
+
+    def __init__(self, path: Path | None, meta: str):
+        self.path, self.meta = path, meta
+        self.index: dict[bytes, int] = {}
+        self.stamp: list[int] = []
+        self.marked: set[int] = set()
+        self._cols = (np.empty(0), np.empty(0), np.empty(0, dtype=np.int8))  # flat components
+        self._offset = np.zeros(1, dtype=np.int64)                            # entry i: offset[i]:offset[i+1]
+        self._new: list[tuple] = []   # packed (counts, hi, lo, sgn) added since the last assembly
+        self._disk_sig = None                        # (inode, size, mtime) of the file as last read or written
+        self._on_disk = np.empty(0, dtype=np.int64)  # ids of the entries it holds
+        self._loaded = path is None
+
+    def _load(self) -> None:
+        self._loaded = True
+        self._disk_sig = self._signature()
+        data = load(self.path, self.meta)
+        if data is None:
+            self._disk_sig = None
+            return
+        keys = _keys(data)
+        self.index = dict(zip(keys, range(len(keys))))
+        self.stamp = data["stamp"].tolist()
+        self._cols = (data["hi"], data["lo"], data["sgn"])
+        self._offset = np.concatenate([[0], np.cumsum(data["count"], dtype=np.int64)])
+        self._on_disk = np.arange(len(keys), dtype=np.int64)
+
+    def find(self, keys: list[bytes], *, persist: bool) -> np.ndarray:
+        """Entry ids of the keys (-1 where absent)."""
+        if not self._loaded:
+            self._load()
+        get = self.index.get
+        ids = np.fromiter((get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+        if persist and ids.size:
+            stale = _now() - RESTAMP_AFTER
+            self.marked.update(i for i in set(ids.tolist()) if i >= 0 and self.stamp[i] < stale)
+        return ids
+
+    def add(self, keys: list[bytes], values: list[tuple], *, persist: bool) -> None:
+        """Add entries given as tuples of (hi, lo, sgn) components."""
+        comps = [c for v in values for c in v]
+        self.add_packed(keys, (np.array([len(v) for v in values], dtype=np.int64), np.array([c[0] for c in comps]),
+                               np.array([c[1] for c in comps]), np.array([c[2] for c in comps], dtype=np.int8)),
+                        persist=persist)
+
+    def add_packed(self, keys: list[bytes], packed: tuple, *, persist: bool) -> None:
+        """Add entries given as (counts, hi, lo, sgn): components per entry, then all components."""
+        if not self._loaded:
+            self._load()
+        counts, hi, lo, sgn = packed
+        start = np.concatenate([[0], np.cumsum(counts)])
+        take, n = [], len(self.stamp)
+        for j, k in enumerate(keys):
+            if k in self.index:
+                continue
+            self.index[k] = n + len(take)
+            take.append(j)
+        if not take:
+            return
+        if len(take) < len(keys):
+            sel = np.concatenate([np.arange(start[j], start[j + 1]) for j in take])
+            counts, hi, lo, sgn = np.asarray(counts)[take], hi[sel], lo[sel], sgn[sel]
+        self.stamp.extend([0] * len(take))
+        if persist:
+            self.marked.update(range(n, n + len(take)))
+        self._new.append((np.asarray(counts, dtype=np.int64), np.asarray(hi, dtype=np.float64),
+                          np.asarray(lo, dtype=np.float64), np.asarray(sgn, dtype=np.int8)))
+
+    def _assemble(self) -> None:
+        if not self._new:
+            return
+        self._cols = tuple(np.concatenate([col] + [p[j + 1] for p in self._new]) for j, col in enumerate(self._cols))
+        counts = np.concatenate([p[0] for p in self._new])
+        self._offset = np.concatenate([self._offset, self._offset[-1] + np.cumsum(counts)])
+        self._new = []
+
+    def gather(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(hi, lo, sgn) arrays of shape (len(ids), k) for entries of the same k components."""
+        self._assemble()
+        ids = np.asarray(ids, dtype=np.int64)
+        k = int(self._offset[ids[0] + 1] - self._offset[ids[0]]) if ids.size else 1
+        at = self._offset[ids][:, None] + np.arange(k)[None, :]
+        return tuple(col[at] for col in self._cols)
+
+    def flush(self) -> None:
+        """Merge the marked entries into the file, under its lock: stamped now, least recently
+        used entries out beyond MAX_ENTRIES."""
+        if self.path is None or not self.marked:
+            return
+        self._assemble()
+        now = _now()
+        keys = list(self.index)  # insertion order: entry ids 0, 1, ...
+        marked = np.array(sorted(self.marked), dtype=np.int64)
+        with locked(self.path):
+            merged = self._signature() != self._disk_sig
+            if not merged:  # the file is what we last read or wrote: we hold all of it
+                ids = np.union1d(self._on_disk, marked)
+                stamps = np.array(self.stamp, dtype=np.int64)
+                stamps[marked] = now
+                parts = [([keys[i] for i in ids.tolist()], *_gather(self._offset, self._cols, ids), stamps[ids])]
+            else:  # another process wrote it: its entries, ours re-stamped, and ours it lacks
+                disk = load(self.path, self.meta)
+                parts = []
+                if disk is not None:
+                    dkeys = _keys(disk)
+                    ours = {keys[i] for i in marked.tolist()}
+                    dstamp = disk["stamp"].copy()
+                    dstamp[[j for j, k in enumerate(dkeys) if k in ours]] = now
+                    parts.append((dkeys, disk["count"].astype(np.int64), disk["hi"], disk["lo"], disk["sgn"], dstamp))
+                    have = set(dkeys)
+                    marked = np.array([i for i in marked.tolist() if keys[i] not in have], dtype=np.int64)
+                if marked.size:
+                    parts.append(([keys[i] for i in marked.tolist()], *_gather(self._offset, self._cols, marked),
+                                  np.full(marked.size, now, dtype=np.int64)))
+            arrays = _encode(parts, self.meta)
+            save(self.path, arrays)
+            whole = not merged and len(arrays["stamp"]) == len(ids)
+            self._disk_sig = self._signature() if whole else None  # else merge again next time
+            if whole:
+                self._on_disk = ids
+        for i in self.marked:
+            self.stamp[i] = now
+        self.marked.clear()
+
+    def _signature(self):
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def unpack(values: list[tuple]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hi, lo, sgn) arrays (len(values), k) of values of k (hi, lo, sgn) components each."""
+    if not values:
+        return np.empty((0, 1)), np.empty((0, 1)), np.empty((0, 1), dtype=np.int8)
+    a = np.array([c for v in values for c in v], dtype=np.float64).reshape(len(values), len(values[0]), 3)
+    return a[:, :, 0], a[:, :, 1], a[:, :, 2].astype(np.int8)
+
+
+def _gather(offset: np.ndarray, cols: tuple, ids: np.ndarray):
+    """(counts, hi, lo, sgn) of entries ids: their component ranges concatenated."""
+    starts = offset[ids]
+    counts = offset[ids + 1] - starts
+    total = int(counts.sum())
+    at = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(starts, counts)
+    return (counts, *(c[at] for c in cols))
+
+
+def _encode(parts: list[tuple], meta: str) -> dict[str, np.ndarray]:
+    """File arrays from parts (keys, counts, hi, lo, sgn, stamps); beyond MAX_ENTRIES the least
+    recently used entries are left out."""
+    keys = [k for p in parts for k in p[0]]
+    counts, hi, lo, sgn, stamp = (np.concatenate([np.asarray(p[j]) for p in parts]) if parts else np.empty(0)
+                                  for j in range(1, 6))
+    if len(keys) > MAX_ENTRIES:
+        keep = np.sort(np.argsort(-stamp, kind="stable")[:MAX_ENTRIES])
+        offset = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+        counts, hi, lo, sgn = _gather(offset, (hi, lo, sgn), keep)
+        keys, stamp = [keys[i] for i in keep.tolist()], stamp[keep]
+    return {
+        "meta": np.array(meta),
+        "key_len": np.array([len(k) for k in keys], dtype=np.int32),
+        "keys": np.frombuffer(b"".join(keys), dtype=np.uint8),
+        "count": np.asarray(counts, dtype=np.int32),
+        "hi": np.asarray(hi, dtype=np.float64),
+        "lo": np.asarray(lo, dtype=np.float64),
+        "sgn": np.asarray(sgn, dtype=np.int8),
+        "stamp": np.asarray(stamp, dtype=np.int64),
+    }
+
+
+def _keys(data: dict[str, np.ndarray]) -> list[bytes]:
+    blob = data["keys"].tobytes()
+    ends = np.cumsum(data["key_len"]).tolist()
+    return [blob[a:b] for a, b in zip([0] + ends[:-1], ends)]

@@ -1,0 +1,183 @@
+"""reference/tables.py and reference/store.py: one table per (function, format[, params]) served by
+bit pattern, the same values by every path, a cache that does not grow with hypothesis seeds,
+bounded stores, atomic files, parallel prebuild, and two processes sharing one cache.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ffnspec.reference import precision, store, tables
+from ffnspec.reference.floatformat import FORMATS, all_values, round_array
+
+F16, BF16, F32, F64 = (FORMATS[n] for n in ("float16", "bfloat16", "float32", "float64"))
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A private cache directory, restored afterwards (tables keeps module-level state)."""
+    old = tables.cache_dir()
+    tables.set_cache_dir(tmp_path)
+    yield tmp_path
+    tables.set_cache_dir(old)
+
+
+def _npz(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.npz"))
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    return np.asarray(a, dtype=np.float64).view(np.int64)
+
+
+def test_table_serves_every_request_by_bit_pattern(cache):
+    z = all_values(F16)
+    full = tables.exact("act.silu", (z,), F16)
+    assert [p.name.split("-")[1] for p in _npz(cache)] == ["float16"]  # one table, nothing else
+    rng = np.random.default_rng(0)
+    for n in (1, 7, 17, 600):  # any subset, in any order, any size: the same values, no new files
+        i = rng.integers(0, z.size, n)
+        e = tables.exact("act.silu", (z[i],), F16)
+        assert (_bits(e.cr) == _bits(full.cr[i])).all() and (_bits(e.hi) == _bits(full.hi[i])).all()
+    assert len(_npz(cache)) == 1
+
+
+def test_table_and_point_paths_agree(cache):
+    # the same inputs through the 16-bit table and through the point store (no table yet)
+    z = round_array(np.random.default_rng(1).standard_normal(300) * 8, BF16)
+    by_point = tables.exact("act.softplus", (z,), BF16)
+    assert not any("tables" in p.parts for p in _npz(cache))
+    tables.table("act.softplus", "bfloat16")
+    by_table = tables.exact("act.softplus", (z,), BF16)
+    for a, b in ((by_point.hi, by_table.hi), (by_point.lo, by_table.lo), (by_point.cr, by_table.cr)):
+        assert (_bits(a) == _bits(b)).all()
+    f = tables.function("act.softplus")
+    for k in range(0, 300, 37):
+        assert precision.evaluate(f, (float(z[k]),), BF16) == (by_table.hi[k], by_table.lo[k], by_table.cr[k])
+
+
+def test_fixed_parameters_get_their_own_tables(cache):
+    z = all_values(F16)
+    a = tables.exact("hid.rectifier", (z, np.full_like(z, 0.25)), F16)
+    b = tables.exact("hid.rectifier", (z, np.full_like(z, 0.5)), F16)
+    assert len([p for p in _npz(cache) if "tables" in p.parts]) == 2
+    neg = z < 0
+    assert (a.cr[neg] == round_array(0.25 * z[neg], F16)).all() and (b.cr[neg] == round_array(0.5 * z[neg], F16)).all()
+
+
+def test_cache_does_not_grow_with_seeds(cache):
+    # hypothesis-sized draws (below PERSIST_MIN) stay in the process: ten "seeds" write nothing
+    tables.exact("act.tanh", (all_values(F16),), F16)
+    tables.flush()
+    before = {p: p.stat().st_size for p in _npz(cache)}
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        tables.exact("act.tanh", (round_array(rng.standard_normal(17) * 5, F32),), F32)
+        tables.exact("act.tanh", (round_array(rng.standard_normal(17) * 5, F16),), F16)
+        tables.exact_items("out.softmax", (round_array(rng.standard_normal((3, 9)), F32),), F32)
+        tables.flush()
+    assert {p: p.stat().st_size for p in _npz(cache)} == before
+
+
+def test_store_is_bounded_least_recently_used_out(cache, monkeypatch):
+    monkeypatch.setattr(store, "MAX_ENTRIES", 1000)
+    first = round_array(np.linspace(-3, 3, 900), F32)
+    tables.exact("act.sigmoid", (first,), F32)
+    tables.flush()
+    second = round_array(np.linspace(5, 9, 900), F32)
+    later = store._now() + 100  # the second set is the more recent use
+    monkeypatch.setattr(store, "_now", lambda: later)
+    tables.exact("act.sigmoid", (second,), F32)
+    tables.flush()
+    (path,) = [p for p in _npz(cache) if "points" in p.parts]
+    data = store.load(path, tables._store("act.sigmoid", "points").meta)
+    assert len(data["stamp"]) == 1000
+    tables.set_cache_dir(cache)  # a new process, as far as tables knows
+    s = tables._store("act.sigmoid", "points")
+    keys = tables._row_keys(tables._prefix("float32", [second]), [second])
+    assert (s.find(keys, persist=False) >= 0).all()  # all of the recent set was kept
+
+
+def test_prune_keeps_the_directory_under_its_bound(tmp_path):
+    for i in range(6):
+        store.save(tmp_path / "tables" / f"t{i}.npz", {"meta": np.array("x"), "v": np.random.default_rng(i).random(20000)})
+        os.utime(tmp_path / "tables" / f"t{i}.npz", (1000 + i, 1000 + i))
+    size = sum(p.stat().st_size for p in _npz(tmp_path))
+    store.prune(tmp_path, max_bytes=size // 2)
+    left = _npz(tmp_path)
+    assert sum(p.stat().st_size for p in left) <= size // 2
+    assert [p.name for p in left] == [f"t{i}.npz" for i in range(6)][-len(left):]  # the oldest went first
+
+
+def test_a_corrupt_file_is_recomputed(cache):
+    z = all_values(F16)
+    want = tables.exact("act.tanh", (z,), F16)
+    (path,) = _npz(cache)
+    path.write_bytes(path.read_bytes()[:1000])  # truncated, as by a crash of a non-atomic writer
+    tables.set_cache_dir(cache)
+    got = tables.exact("act.tanh", (z,), F16)
+    assert (_bits(got.cr) == _bits(want.cr)).all()
+    assert store.load(path, tables._table_meta(("act.tanh", "float16", ()))) is not None  # rewritten whole
+
+
+def test_prebuild_in_parallel_equals_serial(cache, tmp_path_factory):
+    z32 = round_array(np.linspace(-40, 40, 1500), F32)
+    reqs = [tables.Request("act.sigmoid_grad", "bfloat16"), tables.Request("act.tanh", "float32", (z32,)),
+            tables.Request("act.tanh_grad_scale", "float32", (z32,), scale=True),
+            tables.Request("out.logsumexp", "float32", (round_array(np.random.default_rng(2).standard_normal((600, 3)), F32),),
+                           items=True)]
+    seen = []
+    s = tables.prebuild(reqs, jobs=2, progress=seen.append)
+    assert s.units == 4 and s.jobs == 2 and seen and seen[-1].done == seen[-1].total == s.values
+    assert all(0 <= p.unit_done <= p.unit_total for p in seen)
+    assert tables.prebuild(reqs, jobs=2).units == 0  # everything cached now: no workers, no work
+    parallel = [tables.exact("act.sigmoid_grad", (all_values(BF16),), BF16), tables.exact("act.tanh", (z32,), F32),
+                tables.approximate("act.tanh_grad_scale", (z32,))]
+    tables.set_cache_dir(None)
+    serial = [tables.exact("act.sigmoid_grad", (all_values(BF16),), BF16), tables.exact("act.tanh", (z32,), F32),
+              tables.approximate("act.tanh_grad_scale", (z32,))]
+    for a, b in zip(parallel[:2], serial[:2]):
+        assert (_bits(a.cr) == _bits(b.cr)).all() and (_bits(a.lo) == _bits(b.lo)).all()
+    assert (_bits(parallel[2]) == _bits(serial[2])).all()
+
+
+def _concurrent_run(args) -> bytes:
+    """One 'run' in a fresh process: prebuild and look up values in the shared cache."""
+    cache_dir, seed = args
+    tables.set_cache_dir(cache_dir)
+    z16 = all_values(F16)
+    z32 = round_array(np.random.default_rng(seed).standard_normal(2000) * 10, F32)
+    shared = round_array(np.linspace(-20, 20, 1000), F32)
+    tables.prebuild([tables.Request("act.silu", "float16"), tables.Request("act.silu", "float32", (shared,))], jobs=1)
+    out = [tables.exact("act.silu", (z16,), F16), tables.exact("act.silu", (z32,), F32),
+           tables.exact("act.silu", (shared,), F32), tables.exact_items("out.softmax", (z32.reshape(-1, 4),), F32)]
+    tables.flush()
+    return b"".join(np.concatenate([e.hi.ravel(), e.lo.ravel(), e.cr.ravel()]).tobytes() for e in out)
+
+
+def test_two_processes_sharing_a_cache(tmp_path):
+    # Two runs at once on one cache directory: both get exactly the values a private,
+    # in-memory run gets, and afterwards every file loads and serves both runs' points.
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        got = pool.map(_concurrent_run, [(str(tmp_path), 1), (str(tmp_path), 2)])
+    with ctx.Pool(1) as pool:
+        want = pool.map(_concurrent_run, [(None, 1), (None, 2)])
+    assert got == want
+    files = _npz(tmp_path)
+    assert files and not list(tmp_path.rglob("*.tmp"))
+    old = tables.cache_dir()
+    try:
+        tables.set_cache_dir(tmp_path)
+        for p in files:
+            assert np.load(p)["meta"].size == 1
+        for seed in (1, 2):  # both runs' bulk points are on disk: a third run computes nothing
+            z32 = round_array(np.random.default_rng(seed).standard_normal(2000) * 10, F32)
+            keys = tables._row_keys(tables._prefix("float32", [z32]), [z32])
+            assert (tables._store("act.silu", "points").find(keys, persist=False) >= 0).all()
+    finally:
+        tables.set_cache_dir(old)
