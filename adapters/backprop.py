@@ -1,5 +1,5 @@
 """General back-propagation (Goodfellow et al. §6.5.6, Algorithm 6.2/6.6) over an
-array namespace, for backends without autodiff (NumPy, CuPy).
+array namespace, for backends without autodiff (NumPy, SciPy, CuPy, Array API libraries).
 
 Reverse mode records a tape of primitive calls, then walks it backwards building
 the grad table: grad[x] += partial(node w.r.t. x) * grad[node].  Forward mode
@@ -15,15 +15,70 @@ cotangent or a tangent directly (e.g. softmax: a * (g - sum(g a))).
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
+
 from ffnspec.adapters import OpTable
+
+# The kink and tie conventions of spec/20_hid.toml [hid.conventions] that the rules below
+# implement: all the preferred ones.  An adapter differentiating with this engine declares them.
+CONVENTIONS = {"relu_grad_at_0": "0", "relu_at_minus_0": "+0", "leaky_relu_grad_at_0": "alpha",
+               "prelu_grad_at_0": "alpha", "abs_grad_at_0": "0", "hardtanh_grad_at_1": "0",
+               "hardtanh_grad_at_minus_1": "0", "maxout_ties": "even"}
+
+
+# ---- the namespace: NumPy-like (NumPy, CuPy: array methods, errstate) or the Array API
+# standard (array-api-strict: functions only, no errstate) ----------------------------------
+def _astype(xp, a, dtype):
+    """a in dtype: the array's own method where it has one, else the standard's xp.astype."""
+    return a.astype(dtype) if hasattr(a, "astype") else xp.astype(a, dtype)
+
+
+def _reshape(xp, a, shape):
+    return a.reshape(shape) if hasattr(a, "reshape") else xp.reshape(a, shape)
+
+
+def _mT(xp, a):
+    """The last two axes swapped."""
+    return xp.swapaxes(a, -1, -2) if hasattr(xp, "swapaxes") else xp.matrix_transpose(a)
+
+
+def _spread(xp, g, z):
+    """A scalar cotangent g over the rows of z."""
+    return xp.broadcast_to(xp.asarray(g), z.shape[:-1])
+
+
+def _quiet(xp):
+    """Floating-point warnings off: the namespace's errstate, else NumPy's (CuPy and the
+    standard have none; array-api-strict computes with NumPy underneath)."""
+    errstate = getattr(xp, "errstate", np.errstate)
+    return errstate(all="ignore") if callable(errstate) else contextlib.nullcontext()
+
 
 
 def _silu_partial(xp, ops, ans, z):
     s = ops.sigmoid(z)
     g = s * (1 + z * ops.sigmoid(-z))
-    return (xp.where(xp.isinf(z), (z > 0).astype(g.dtype), g),)  # limits 0 and 1
+    return (xp.where(xp.isinf(z), _astype(xp, z > 0, g.dtype), g),)  # limits 0 and 1
+
+
+def _sigmoid_partial(xp, ops, z):
+    """sigma'(z) = sigma(z) sigma(-z), not ans (1 - ans), which is 0 once sigma rounds to 1
+    ([act.sigmoid.grad] accuracy); clamped to the exact bound 1/4 ([act.sigmoid.grad.bound]),
+    which the rounded product may pass by an ULP near z = 0."""
+    return xp.minimum(ops.sigmoid(z) * ops.sigmoid(-z), 0.25)
+
+
+def _sech2(xp, ops, ans, z):
+    """tanh'(z) = sech^2 z = 4 sigma(2z) sigma(-2z), relatively accurate where 1 - tanh^2 z
+    cancels (|z| large: [act.tanh.grad] accuracy); 2z overflows only where sech^2 z underflows."""
+    if "sigmoid" not in ops:
+        return (1 - ans * ans,)
+    with _quiet(xp):
+        two_z = z + z
+    return (xp.minimum(4 * (ops.sigmoid(two_z) * ops.sigmoid(-two_z)), 1),)  # rounding may pass sech^2 <= 1
 
 
 PARTIALS: dict[str, Callable[..., tuple]] = {
@@ -33,10 +88,10 @@ PARTIALS: dict[str, Callable[..., tuple]] = {
     "add":         lambda xp, ops, ans, x, y: (xp.ones_like(x), xp.ones_like(y)),
     "sub":         lambda xp, ops, ans, x, y: (xp.ones_like(x), -xp.ones_like(y)),
     "mul":         lambda xp, ops, ans, x, y: (y, x),
-    "sigmoid":     lambda xp, ops, ans, z: (ans * (1 - ans),),
+    "sigmoid":     lambda xp, ops, ans, z: (_sigmoid_partial(xp, ops, z),),
     "softplus":    lambda xp, ops, ans, z: (ops.sigmoid(z),),
     "log_sigmoid": lambda xp, ops, ans, z: (ops.sigmoid(-z),),
-    "tanh":        lambda xp, ops, ans, z: (1 - ans * ans,),
+    "tanh":        _sech2,
     "silu":        _silu_partial,
     "logaddexp":   lambda xp, ops, ans, x, y: (xp.exp(x - ans), xp.exp(y - ans)),
 }
@@ -75,7 +130,7 @@ def _t(t, like):
 
 
 def _onehot(xp, y, n, dtype):
-    return (xp.arange(n) == xp.asarray(y)[..., None]).astype(dtype)
+    return _astype(xp, xp.arange(n) == xp.asarray(y)[..., None], dtype)
 
 
 def _take(xp, a, y):
@@ -100,7 +155,7 @@ def _mdn_parts(xp, ops, w, mu, beta, y):
 def _mdn_vjp(xp, ops, ans, g, w, mu, beta, y):
     pi, gam, d = _mdn_parts(xp, ops, w, mu, beta, y)
     g = xp.asarray(g)[..., None]
-    return g * (pi - gam), -g * gam * beta * d, g * gam * (0.5 * d * d - 0.5 / beta), xp.sum(g * gam * beta * d, -1)
+    return g * (pi - gam), -g * gam * beta * d, g * gam * (0.5 * d * d - 0.5 / beta), xp.sum(g * gam * beta * d, axis=-1)
 
 
 def _mdn_jvp(xp, ops, ans, ts, w, mu, beta, y):
@@ -120,9 +175,9 @@ RULES: dict[str, tuple[Callable, Callable]] = {
                       lambda xp, ops, ans, ts, z: xp.sum(ops.softmax(z) * ts[0], axis=-1)),
     "cross_entropy": (lambda xp, ops, ans, g, z, y: _ce_vjp(xp, ops, ans, g, z, y),
                       lambda xp, ops, ans, ts, z, y: _ce_jvp(xp, ops, z, y, ts[0])),
-    "cross_entropy_sum":  (lambda xp, ops, ans, g, z, y: _ce_vjp(xp, ops, ans, xp.full(z.shape[:-1], g), z, y),
+    "cross_entropy_sum":  (lambda xp, ops, ans, g, z, y: _ce_vjp(xp, ops, ans, _spread(xp, g, z), z, y),
                            lambda xp, ops, ans, ts, z, y: xp.sum(_ce_jvp(xp, ops, z, y, ts[0]))),
-    "cross_entropy_mean": (lambda xp, ops, ans, g, z, y: _ce_vjp(xp, ops, ans, xp.full(z.shape[:-1], g), z, y,
+    "cross_entropy_mean": (lambda xp, ops, ans, g, z, y: _ce_vjp(xp, ops, ans, _spread(xp, g, z), z, y,
                                                                  1.0 / z[..., 0].size),
                            lambda xp, ops, ans, ts, z, y: xp.mean(_ce_jvp(xp, ops, z, y, ts[0]))),
     "nll":           (lambda xp, ops, ans, g, lp, y: (-xp.asarray(g)[..., None] * _onehot(xp, y, lp.shape[-1], lp.dtype),
@@ -139,28 +194,28 @@ RULES: dict[str, tuple[Callable, Callable]] = {
     "mae":           (lambda xp, ops, ans, g, yh, y: (g * xp.sign(yh - y) / yh.size, -g * xp.sign(yh - y) / yh.size),
                       lambda xp, ops, ans, ts, yh, y: xp.sum(xp.sign(yh - y) * (_t(ts[0], yh) - _t(ts[1], y))) / yh.size),
     "mdn_nll":       (_mdn_vjp, _mdn_jvp),
-    "cov_from_factor": (lambda xp, ops, ans, g, b: ((g + xp.swapaxes(g, -1, -2)) @ b,),
-                        lambda xp, ops, ans, ts, b: ts[0] @ xp.swapaxes(b, -1, -2) + b @ xp.swapaxes(ts[0], -1, -2)),
+    "cov_from_factor": (lambda xp, ops, ans, g, b: ((g + _mT(xp, g)) @ b,),
+                        lambda xp, ops, ans, ts, b: ts[0] @ _mT(xp, b) + b @ _mT(xp, ts[0])),
 }
 
 
 # ---- the hid family (hidden units, §6.3).  Elementwise partials: a slope alpha is the value
 # of the array's format (alpha_hat); at a kink the partial is the backend's declared
-# convention (numpy_backend.CONVENTIONS: relu'(0) = 0, leaky'(0) = alpha, |z|'(0) = 0,
+# convention (CONVENTIONS above: relu'(0) = 0, leaky'(0) = alpha, |z|'(0) = 0,
 # hardtanh'(+-1) = 0).  In-place variants (name_) read only ans: their argument is overwritten.
 def _slope(xp, alpha, like):
-    return xp.asarray(alpha).astype(like.dtype)
+    return _astype(xp, xp.asarray(alpha), like.dtype)
 
 
 PARTIALS.update({
-    "relu":        lambda xp, ops, ans, z: ((z > 0).astype(z.dtype),),
+    "relu":        lambda xp, ops, ans, z: (_astype(xp, z > 0, z.dtype),),
     "leaky_relu":  lambda xp, ops, ans, z, alpha=0.01: (xp.where(z > 0, xp.ones_like(z), _slope(xp, alpha, z)),),
     "abs":         lambda xp, ops, ans, z: (xp.sign(z),),
-    "hardtanh":    lambda xp, ops, ans, z: ((xp.abs(z) < 1).astype(z.dtype),),
+    "hardtanh":    lambda xp, ops, ans, z: (_astype(xp, xp.abs(z) < 1, z.dtype),),
     "copy":        lambda xp, ops, ans, z: (xp.ones_like(z),),
-    "relu_":       lambda xp, ops, ans, z: ((ans > 0).astype(ans.dtype),),
+    "relu_":       lambda xp, ops, ans, z: (_astype(xp, ans > 0, ans.dtype),),
     "leaky_relu_": lambda xp, ops, ans, z, alpha=0.01: (xp.where(ans > 0, xp.ones_like(ans), _slope(xp, alpha, ans)),),
-    "hardtanh_":   lambda xp, ops, ans, z: ((xp.abs(ans) < 1).astype(ans.dtype),),
+    "hardtanh_":   lambda xp, ops, ans, z: (_astype(xp, xp.abs(ans) < 1, ans.dtype),),
 })
 
 
@@ -178,9 +233,9 @@ def _zt(xp, t, like):
 
 def _groups(xp, ans, z):
     """maxout: z as (..., m/k, k), the tied-maximum mask and the tie count t."""
-    zg = z.reshape(ans.shape + (z.shape[-1] // ans.shape[-1],))
+    zg = _reshape(xp, z, ans.shape + (z.shape[-1] // ans.shape[-1],))
     mask = zg == ans[..., None]
-    return zg, mask, xp.sum(mask, axis=-1, keepdims=True)
+    return zg, mask, xp.sum(_astype(xp, mask, xp.float64), axis=-1, keepdims=True)  # as NumPy's int count promotes
 
 
 def _rbf_parts(xp, x, W, sigma):
@@ -209,10 +264,10 @@ RULES.update({
                 lambda xp, ops, ans, ts, z, a: xp.where(z > 0, _zt(xp, ts[0], z), a * _zt(xp, ts[0], z))
                 + xp.minimum(z, 0) * _zt(xp, ts[1], a)),
     # maxout: ties split evenly (maxout_ties = "even"): each tied maximum gets g / t.
-    "maxout":  (lambda xp, ops, ans, g, z: (xp.where(_groups(xp, ans, z)[1], (g[..., None] / _groups(xp, ans, z)[2]), 0)
-                                            .reshape(z.shape),),
-                lambda xp, ops, ans, ts, z: xp.sum(xp.where(_groups(xp, ans, z)[1], ts[0].reshape(
-                    _groups(xp, ans, z)[0].shape), 0), axis=-1) / _groups(xp, ans, z)[2][..., 0]),
+    "maxout":  (lambda xp, ops, ans, g, z: (_reshape(xp, xp.where(_groups(xp, ans, z)[1], (g[..., None] / _groups(xp, ans, z)[2]),
+                                                                0), z.shape),),
+                lambda xp, ops, ans, ts, z: xp.sum(xp.where(_groups(xp, ans, z)[1], _reshape(
+                    xp, ts[0], _groups(xp, ans, z)[0].shape), 0), axis=-1) / _groups(xp, ans, z)[2][..., 0]),
     "rbf":     (_rbf_vjp, _rbf_jvp),
     "lowrank": (lambda xp, ops, ans, g, x, V, U: ((g @ V) @ U, g.T @ (x @ U.T), (g @ V).T @ x),
                 lambda xp, ops, ans, ts, x, V, U: (_zt(xp, ts[0], x) @ U.T @ V.T + x @ _zt(xp, ts[2], U).T @ V.T
@@ -236,7 +291,7 @@ def _traced_ops(xp, ops: OpTable, tape: list) -> OpTable:
         def op(*args, **params):  # params: an op's keyword parameters (e.g. a slope alpha)
             vals = [a.value if isinstance(a, _Node) else a for a in args]
             ans = f(*vals, **params)
-            with xp.errstate(all="ignore"):
+            with _quiet(xp):
                 partials = rule(xp, ops, ans, *vals, **params)
             parents = [(a, p) for a, p in zip(args, partials) if isinstance(a, _Node)]
             node = _Node(ans, parents)
@@ -261,7 +316,7 @@ def _apply_rule(xp, ops: OpTable, f: Callable, ans, first, vals):
         narrow = ans.dtype
 
         def w(a):
-            return a.astype(xp.float32) if getattr(a, "dtype", None) == narrow else a
+            return _astype(xp, a, xp.float32) if getattr(a, "dtype", None) == narrow else a
         ans, vals = w(ans), [w(v) for v in vals]
         first = [w(t) for t in first] if isinstance(first, list) else w(first)
     return f(xp, ops, ans, first, *vals)
@@ -273,7 +328,7 @@ def vjp(xp, ops: OpTable, fn: Callable, primals: Sequence[Any], cotangent: Any) 
     inputs = [_Node(p, []) for p in primals]
     out = fn(_traced_ops(xp, ops, tape), *inputs)
     grad = {id(out): cotangent}
-    with xp.errstate(all="ignore"):
+    with _quiet(xp):
         for node in reversed(tape):
             g = grad.pop(id(node), None)
             if g is None:
@@ -282,11 +337,11 @@ def vjp(xp, ops: OpTable, fn: Callable, primals: Sequence[Any], cotangent: Any) 
                 name, vals, nodes = node.rule
                 for parent, c in zip(nodes, _apply_rule(xp, ops, RULES[name][0], node.value, g, vals)):
                     if parent is not None and c is not None:
-                        c = xp.asarray(c).astype(parent.value.dtype)
+                        c = _astype(xp, xp.asarray(c), parent.value.dtype)
                         grad[id(parent)] = grad[id(parent)] + c if id(parent) in grad else c
                 continue
             for parent, partial in node.parents:
-                contribution = (g * partial).astype(g.dtype) if hasattr(g, "astype") else g * partial
+                contribution = _astype(xp, g * partial, g.dtype) if hasattr(g, "dtype") else g * partial
                 grad[id(parent)] = grad[id(parent)] + contribution if id(parent) in grad else contribution
     zeros = [xp.zeros_like(p) for p in primals]
     return out.value, tuple(grad.get(id(n), z) for n, z in zip(inputs, zeros))
@@ -298,14 +353,14 @@ def jvp(xp, ops: OpTable, fn: Callable, primals: Sequence[Any], tangents: Sequen
     inputs = [_Node(p, []) for p in primals]
     out = fn(_traced_ops(xp, ops, tape), *inputs)
     tangent = {id(n): t for n, t in zip(inputs, tangents)}
-    with xp.errstate(all="ignore"):
+    with _quiet(xp):
         for node in tape:
             if node.rule is not None:  # a RULES primitive: its jvp maps the argument tangents
                 name, vals, nodes = node.rule
                 ts = [tangent.get(id(p)) if p is not None else None for p in nodes]
                 if any(t is not None for t in ts):
                     t = _apply_rule(xp, ops, RULES[name][1], node.value, ts, vals)
-                    tangent[id(node)] = xp.asarray(t).astype(node.value.dtype)
+                    tangent[id(node)] = _astype(xp, xp.asarray(t), node.value.dtype)
                 continue
             acc = None
             for parent, partial in node.parents:
@@ -313,7 +368,7 @@ def jvp(xp, ops: OpTable, fn: Callable, primals: Sequence[Any], tangents: Sequen
                     term = tangent[id(parent)] * partial
                     acc = term if acc is None else acc + term
             if acc is not None:
-                tangent[id(node)] = acc.astype(node.value.dtype) if hasattr(acc, "astype") else acc
+                tangent[id(node)] = _astype(xp, acc, node.value.dtype) if hasattr(acc, "dtype") else acc
     t = tangent.get(id(out), xp.zeros_like(out.value))
     return out.value, t
 

@@ -23,7 +23,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402  (after x64 is on)
 import ml_dtypes  # noqa: E402  (a jax dependency)
 
-from ffnspec.adapters import OpTable, snippet_function
+from ffnspec.adapters import OpTable, flush_conventions, snippet_function
 from ffnspec.reference.floatformat import python_literal  # noqa: E402
 
 NP_DTYPES = {"float16": np.dtype(np.float16), "bfloat16": np.dtype(ml_dtypes.bfloat16),
@@ -130,36 +130,20 @@ OUT_CONVENTIONS = {"softmax_all_masked": "nan"}
 _DEVICE_KIND = {"cpu": "cpu", "gpu": "gpu"}
 
 
+_ABSENT: dict[str, str] = {}  # device name -> why jax has none here (filled by _platform_devices)
+
+
 def _platform_devices() -> dict[str, Any]:
     found = {}
     for name, platform in _DEVICE_KIND.items():
         try:
             devs = jax.devices(platform)
-        except RuntimeError:  # no such backend here
+        except RuntimeError as e:  # no such backend here
+            _ABSENT[name] = f"jax.devices({platform!r}) raised: {str(e).splitlines()[0]}"
             continue
         if devs:
             found[name] = devs[0]
     return found
-
-
-# dtype -> (a subnormal x, a normal a and b whose product is subnormal)
-_SUBNORMAL_PROBES = {"float16": (2.0 ** -20, 2.0 ** -10, 2.0 ** -10),
-                     "bfloat16": (2.0 ** -130, 2.0 ** -100, 2.0 ** -30),
-                     "float32": (2.0 ** -140, 2.0 ** -100, 2.0 ** -30),
-                     "float64": (2.0 ** -1070, 2.0 ** -1000, 2.0 ** -30)}
-
-
-def _flushes_subnormals(device, dtype: str) -> bool:
-    """Whether arithmetic in dtype on the device flushes subnormal results (FTZ) or reads
-    subnormal inputs as zero (DAZ).  Probed with the library's own multiply, not assumed."""
-    def put(v: float):
-        host = np.array([v], dtype=np.float32 if dtype == "bfloat16" else NP_DTYPES[dtype])
-        return jax.device_put(host.astype(NP_DTYPES[dtype]), device)
-
-    x, a, b = (put(v) for v in _SUBNORMAL_PROBES[dtype])
-    first = float(np.asarray(jnp.multiply(x, put(2.0)), dtype=np.float64)[0])
-    second = float(np.asarray(jnp.multiply(a, b), dtype=np.float64)[0])
-    return first == 0.0 or second == 0.0
 
 
 _literal = python_literal
@@ -174,16 +158,15 @@ class JaxBackend:
         self._devices = _platform_devices()
         self.dtypes = frozenset(NP_DTYPES)
         self.devices = tuple(self._devices)
-        flushing = [t for t in NP_DTYPES if any(_flushes_subnormals(d, t) for d in self._devices.values())]
-        # One flag for the harness (it has no per-dtype convention); which dtypes flush, for the
-        # record.  XLA CPU flushes float32/float64 (and bfloat16, computed in float32); float16 is
-        # computed in float32, where its subnormals are normal, so it keeps them.
-        self.conventions = {"flush_to_zero": "yes" if flushing else "no",
-                            "flush_to_zero_dtypes": ",".join(flushing) or "none"}
-        self.conventions.update(HID_CONVENTIONS)  # the hid family's kinks and ties
-        self.conventions.update(OUT_CONVENTIONS)  # the out family's fully masked softmax row
+        self.absent_devices = {name: why for name, why in _ABSENT.items() if name not in self._devices}
         self.version = jax.__version__
         self.ops = OpTable({name: f for name, (f, _) in _OPS.items()})
+        # Probed with jnp.multiply on every device: one flag for the harness, which dtypes and
+        # devices flush for the record.  XLA CPU flushes float32/float64 (and bfloat16, computed in
+        # float32); float16 is computed in float32, where its subnormals are normal, so it keeps them.
+        self.conventions = flush_conventions(self)
+        self.conventions.update(HID_CONVENTIONS)  # the hid family's kinks and ties
+        self.conventions.update(OUT_CONVENTIONS)  # the out family's fully masked softmax row
 
     # -- conversions -------------------------------------------------------------
     def asarray(self, a: np.ndarray, dtype: str, device: str = "cpu") -> Any:
@@ -214,7 +197,7 @@ class JaxBackend:
 
     # -- reproducers ---------------------------------------------------------------
     def snippet(self, op_call: str, inputs: Sequence[float], dtype: str, device: str) -> str:
-        """A one-line jax reproducer for ``op_call`` (as written by conformance.checks)."""
+        """A one-line jax reproducer for ``op_call`` (as written by conformance.machinery.reproduce)."""
         fname = snippet_function(op_call, {k: v[1] for k, v in _OPS.items()}, _ARITY, inputs)
         x64 = "jax.config.update('jax_enable_x64', True); " if dtype == "float64" else ""
         arr = lambda v: f"jnp.array([{_literal(v)}], dtype=jnp.{dtype})"  # noqa: E731

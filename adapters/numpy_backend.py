@@ -7,7 +7,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ffnspec.adapters import OpTable, backprop
+from ffnspec.adapters import OpTable, backprop, quiet
 
 try:
     import ml_dtypes
@@ -178,37 +178,14 @@ _HID_OPS: dict[str, tuple[Callable, bool]] = {
     "relu_": (_inplace(_relu), False), "leaky_relu_": (_inplace(_leaky_relu), False),
     "hardtanh_": (_inplace(_hardtanh), False),
 }
-# the kink and tie conventions of spec/20_hid.toml [hid.conventions]: all the preferred ones
-HID_CONVENTIONS = {"relu_grad_at_0": "0", "relu_at_minus_0": "+0", "leaky_relu_grad_at_0": "alpha",
-                   "prelu_grad_at_0": "alpha", "abs_grad_at_0": "0", "hardtanh_grad_at_1": "0",
-                   "hardtanh_grad_at_minus_1": "0", "maxout_ties": "even"}
+# the kink and tie conventions of spec/20_hid.toml [hid.conventions]: the engine's, all preferred
+HID_CONVENTIONS = backprop.CONVENTIONS
 
 
-class NumpyBackend:
-    name = "numpy"
+class NumpyArrays:
+    """NumPy arrays on the CPU, differentiated by ffnspec's engine: the conversions and modes
+    of every backend whose arrays are NumPy's (this one, SciPy)."""
     devices = ("cpu",)
-    conventions = {"flush_to_zero": "no", **HID_CONVENTIONS}
-
-    def __init__(self) -> None:
-        self.dtypes = frozenset(NP_DTYPES)
-        raw = {
-            "neg": np.negative, "exp": np.exp, "log1p": np.log1p,
-            "add": np.add, "sub": np.subtract, "mul": np.multiply,
-            "sigmoid": _sigmoid, "softplus": _softplus, "log_sigmoid": _log_sigmoid,
-            "tanh": np.tanh, "silu": _silu, "logaddexp": np.logaddexp,
-        }
-        raw.update(_OUT_OPS)  # the out family: softmax, logsumexp, losses
-        self.ops = OpTable({n: _compute_wide(self._quiet(f)) for n, f in raw.items()})
-        self.ops = OpTable({**self.ops, **{n: self._quiet(_compute_wide(f) if wide else f)
-                                           for n, (f, wide) in _HID_OPS.items()}})  # the hid family
-
-    @staticmethod
-    def _quiet(f: Callable) -> Callable:
-        def op(*args, **params):
-            with np.errstate(all="ignore"):
-                return f(*args, **params)
-        op.__name__ = getattr(f, "__name__", "op")
-        return op
 
     def asarray(self, a: np.ndarray, dtype: str, device: str = "cpu") -> Any:
         return np.array(a, dtype=NP_DTYPES[dtype])
@@ -228,3 +205,23 @@ class NumpyBackend:
 
     def jvp(self, fn: Callable, primals: Sequence[Any], tangents: Sequence[Any]):
         return backprop.jvp(np, self.ops, fn, primals, tangents)
+
+
+class NumpyBackend(NumpyArrays):
+    name = "numpy"
+    conventions = {"flush_to_zero": "no", **HID_CONVENTIONS}
+    _quiet = staticmethod(quiet)  # for subclasses (tests' mutants) that wrap their own ops
+
+    def __init__(self) -> None:
+        self.dtypes = frozenset(NP_DTYPES)
+        raw = {
+            "neg": np.negative, "exp": np.exp, "log1p": np.log1p,
+            "add": np.add, "sub": np.subtract, "mul": np.multiply,
+            "sigmoid": _sigmoid, "softplus": _softplus, "log_sigmoid": _log_sigmoid,
+            "tanh": np.tanh, "silu": _silu, "logaddexp": np.logaddexp,
+        }
+        raw.update(_OUT_OPS)  # the out family: softmax, logsumexp, losses
+        self.ops = OpTable({n: _compute_wide(quiet(f)) for n, f in raw.items()})
+        self.ops = OpTable({**self.ops, **{n: quiet(_compute_wide(f) if wide else f)
+                                           for n, (f, wide) in _HID_OPS.items()}})  # the hid family
+

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ffnspec.adapters import OpTable, snippet_function
+from ffnspec.adapters import OpTable, flush_conventions, snippet_function
 from ffnspec.reference.floatformat import python_literal
 
 TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16,
@@ -126,21 +126,6 @@ _OPS.update({
 # softmax of a fully masked row: exp(-inf - (-inf)) = NaN, the preferred convention (spec/30_out.toml)
 OUT_CONVENTIONS = {"softmax_all_masked": "nan"}
 
-# dtype -> (a subnormal x, a normal a and b whose product is subnormal)
-_SUBNORMAL_PROBES = {"float16": (2.0 ** -20, 2.0 ** -10, 2.0 ** -10),
-                     "bfloat16": (2.0 ** -130, 2.0 ** -100, 2.0 ** -30),
-                     "float32": (2.0 ** -140, 2.0 ** -100, 2.0 ** -30),
-                     "float64": (2.0 ** -1070, 2.0 ** -1000, 2.0 ** -30)}
-
-
-def _flushes_subnormals(device: str, dtype: str) -> bool:
-    """Whether arithmetic in dtype on the device flushes subnormal results (FTZ) or reads
-    subnormal inputs as zero (DAZ).  Probed with the library's own mul, not assumed."""
-    x, a, b = (torch.tensor([v], dtype=TORCH_DTYPES[dtype], device=device) for v in _SUBNORMAL_PROBES[dtype])
-    two = torch.tensor([2.0], dtype=TORCH_DTYPES[dtype], device=device)
-    return torch.mul(x, two).item() == 0.0 or torch.mul(a, b).item() == 0.0
-
-
 _literal = python_literal
 
 
@@ -151,14 +136,16 @@ class TorchBackend:
     def __init__(self) -> None:
         self.dtypes = frozenset(TORCH_DTYPES)
         self.devices = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
-        flushing = [t for t in TORCH_DTYPES if any(_flushes_subnormals(d, t) for d in self.devices)]
-        # one flag for the harness; which dtypes flush, for the record
-        self.conventions = {"flush_to_zero": "yes" if flushing else "no",
-                            "flush_to_zero_dtypes": ",".join(flushing) or "none"}
-        self.conventions.update(HID_CONVENTIONS)  # the hid family's kinks and ties
-        self.conventions.update(OUT_CONVENTIONS)  # the out family's fully masked softmax row
+        # a device this build or machine lacks, and why (a run asking for it skips its records)
+        self.absent_devices = {} if "cuda" in self.devices else {"cuda": (
+            f"torch.cuda.is_available() is False (torch {torch.__version__}, CUDA "
+            f"{torch.version.cuda or 'not built in'})")}
         self.version = torch.__version__
         self.ops = OpTable({name: f for name, (f, _) in _OPS.items()})
+        # probed with torch.mul on every device: one flag for the harness, which dtypes and devices flush
+        self.conventions = flush_conventions(self)
+        self.conventions.update(HID_CONVENTIONS)  # the hid family's kinks and ties
+        self.conventions.update(OUT_CONVENTIONS)  # the out family's fully masked softmax row
 
     # -- conversions -------------------------------------------------------------
     def asarray(self, a: np.ndarray, dtype: str, device: str = "cpu") -> Any:
@@ -200,7 +187,7 @@ class TorchBackend:
 
     # -- reproducers ---------------------------------------------------------------
     def snippet(self, op_call: str, inputs: Sequence[float], dtype: str, device: str) -> str:
-        """A one-line torch reproducer for ``op_call`` (as written by conformance.checks)."""
+        """A one-line torch reproducer for ``op_call`` (as written by conformance.machinery.reproduce)."""
         fname = snippet_function(op_call, {k: v[1] for k, v in _OPS.items()}, _ARITY, inputs)
         dev = "" if device == "cpu" else f", device={device!r}"
         kind = f"dtype=torch.{dtype}{dev}"

@@ -6,54 +6,109 @@
     ffnspec clauses [GLOB ...] [--show ID]
     ffnspec docs [--out DIR]
 
-Bad input is one line on stderr, ``ffnspec: error: ...``, and exit status 2.
+Every option, path and adapter attribute is validated before any work starts.
+Exit status (a contract, also for scripts and CI):
+    0  conforms (with or without declared deviations)
+    1  does not conform
+    2  usage error: one line on stderr, ``ffnspec: error: ...``
+    3  internal error of ffnspec itself (or an interrupted run)
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
+
+CONFORMS, DOES_NOT_CONFORM, USAGE, INTERNAL = 0, 1, 2, 3
+EXIT_CODES = """exit status:
+  0  conforms (with or without declared deviations)
+  1  does not conform
+  2  usage error (bad option, path, backend or adapter attribute), before any work
+  3  internal error of ffnspec (or the run was interrupted)"""
+
+
+class UsageFailure(Exception):
+    """Bad input: one line for the user, exit status 2."""
 
 
 def _die(msg: str) -> int:
     print(f"ffnspec: error: {msg}", file=sys.stderr)
-    return 2
+    return USAGE
 
 
 def _table(headers: list[str], rows: list[list[str]], title: str | None = None) -> None:
+    """Rows as a rich table on a terminal wide enough for them, else as aligned plain text
+    (logs, pipes, CI): one line per row either way, the last column cut with an ellipsis."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     try:
         from rich.console import Console
         from rich.table import Table
+        console = Console(soft_wrap=False)
+        fancy = console.is_terminal and sum(widths[:-1]) + 3 * len(widths) + 16 <= console.width
     except ImportError:
-        widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+        fancy = False
+    if not fancy:
         if title:
             print(title)
-        print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+        print("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
         print("  ".join("-" * w for w in widths))
         for r in rows:
-            print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
         return
     t = Table(title=title)
-    for h in headers:
-        t.add_column(h)
+    for i, h in enumerate(headers):
+        last = i == len(headers) - 1
+        t.add_column(h, no_wrap=True, overflow="ellipsis", min_width=None if last else widths[i])
     for r in rows:
         t.add_row(*r)
-    Console().print(t)
+    console.print(t)
+
+
+def print_summary(data: dict, path: Path) -> None:
+    """What a terminal shows after a run: the records that need attention (the full table is
+    report.md), passes per family, then the verdict, last."""
+    records = [r for r in data["records"] if r["verdict"] != "skipped"]
+    order = {"internal_error": 0, "fail": 1, "error": 2, "xpass": 3, "deviation": 4, "not_implemented": 5}
+    shown = sorted((r for r in records if r["verdict"] != "pass"),
+                   key=lambda r: (order.get(r["verdict"], 9), r["clause"], r["dtype"]))
+    from ffnspec.conformance.machinery.report import error_cell, why
+    rows = [[r["clause"], "/".join(x for x in (r["dtype"], r["device"], r["mode"]) if x), r["verdict"],
+             error_cell(r), why(r)] for r in shown]
+    if rows:
+        _table(["clause", "target", "verdict", "max error (criterion units)", "worst case / reason"], rows,
+               title="records other than a plain pass (every record: report.md)")
+    families: dict[str, Counter] = {}
+    for r in records:
+        families.setdefault(r["clause"].split(".", 1)[0], Counter())[r["verdict"]] += 1
+    print("passes per family: " + "; ".join(
+        f"{fam} {c['pass']}/{sum(c.values())}" for fam, c in sorted(families.items())))
+    print(f"report: {path / 'report.json'}, {path / 'report.md'}")
+    s = data["summary"]
+    print(f"ffnspec {data['edition']} -- {data['backend']['name']}: {s['verdict'].upper()}")
+
+
+def _validate_run(args: argparse.Namespace):
+    """Every option, path and adapter attribute, before pytest starts."""
+    import pytest
+
+    from ffnspec.conformance.machinery.session import Session
+    try:
+        return Session.from_options(backend=args.backend, dtype=args.dtype, device=args.device, clauses=args.clauses,
+                                    xfail_files=args.xfail_file or [], profile=args.profile,
+                                    declared=not args.no_declared, cache_dir=args.cache_dir, report=args.report,
+                                    flag="--")
+    except pytest.UsageError as e:
+        raise UsageFailure(str(e).removeprefix("ffnspec: ")) from None
 
 
 def _run(args: argparse.Namespace) -> int:
     import pytest
-
-    from ffnspec.conformance.session import Session
-    try:  # validate before starting pytest, so bad input is one line
-        Session.from_options(backend=args.backend, dtype=args.dtype, device=args.device, clauses=args.clauses,
-                             xfail_files=args.xfail_file or [], profile=args.profile,
-                             declared=not args.no_declared, cache_dir=args.cache_dir)
-    except pytest.UsageError as e:
-        return _die(str(e).removeprefix("ffnspec: "))
+    _validate_run(args)
     report = Path(args.report)
     argv = ["--pyargs", "ffnspec.conformance", "-p", "no:cacheprovider", "-q", "--no-header", "-rN",
+            "--ffnspec-no-summary",  # the CLI prints its own summary, verdict last
             "--tb=no", "-W", "ignore::pytest.PytestAssertRewriteWarning",  # the CLI imported ffnspec first
             f"--ffnspec-backend={args.backend}", f"--ffnspec-report={report}",
             f"--ffnspec-profile={args.profile}"]
@@ -66,22 +121,23 @@ def _run(args: argparse.Namespace) -> int:
     if args.no_declared:
         argv.append("--ffnspec-no-declared")
     code = pytest.main(argv)
+    if code == pytest.ExitCode.INTERRUPTED:
+        print("ffnspec: the run was interrupted; no verdict", file=sys.stderr)
+        return INTERNAL
+    if code == pytest.ExitCode.USAGE_ERROR:
+        return USAGE  # pytest printed the one-line error
     path = report / "report.json"
-    if not path.exists():
-        return _die(f"the run wrote no report (pytest exit status {int(code)})")
+    if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or not path.exists():
+        print(f"ffnspec: internal error: the run ended with pytest status {int(code)} and "
+              f"{'a' if path.exists() else 'no'} report", file=sys.stderr)
+        return INTERNAL
     data = json.loads(path.read_text(encoding="utf-8"))
-    rows = []
-    for r in data["records"]:
-        if r["verdict"] == "skipped":
-            continue
-        err = r["max_ulp"] if r["max_ulp"] is not None else r["max_error"]
-        rows.append([r["clause"], r["dtype"], r["device"], r["mode"] or "", r["verdict"],
-                     f"{err:.3g}" if isinstance(err, float) else str(err), r["grade"] or ""])
-    verdict = data["summary"]["verdict"].upper()
-    _table(["clause", "dtype", "device", "mode", "verdict", "max ULP / err", "grade"], rows,
-           title=f"ffnspec {data['edition']} -- {data['backend']['name']}: {verdict}")
-    print(f"report: {path} and {report / 'report.md'}")
-    return int(code)
+    print_summary(data, report)
+    if data["summary"]["verdicts"].get("internal_error"):
+        print("ffnspec: internal error: some checks raised inside ffnspec itself (records with verdict "
+              "'internal_error' in report.md); please report it", file=sys.stderr)
+        return INTERNAL
+    return CONFORMS if data["summary"]["conforms"] else DOES_NOT_CONFORM
 
 
 def _backends(args: argparse.Namespace) -> int:
@@ -91,7 +147,7 @@ def _backends(args: argparse.Namespace) -> int:
         ok, why = probe(name)
         rows.append([name, "yes" if ok else "no", why])
     _table(["backend", "loads here", "details"], rows)
-    return 0
+    return CONFORMS
 
 
 def _clauses(args: argparse.Namespace) -> int:
@@ -100,30 +156,47 @@ def _clauses(args: argparse.Namespace) -> int:
         try:
             c = spec.clause(args.show)
         except KeyError:
-            return _die(f"no clause {args.show!r}; list them with 'ffnspec clauses'")
+            raise UsageFailure(f"--show: no clause {args.show!r}; list them with 'ffnspec clauses'") from None
         from ffnspec.spec.render import clause_page
         print(clause_page(c))
-        return 0
+        return CONFORMS
     chosen = spec.select(patterns=tuple(args.patterns))
     if not chosen:
-        return _die(f"no clause matches {' '.join(args.patterns)!r}")
+        raise UsageFailure(f"no clause matches {' '.join(args.patterns)!r}; list them with 'ffnspec clauses'")
     _table(["clause", "kind", "criterion", "title"],
            [[c.id, c.kind, c.tolerance.criterion + (f" {c.tolerance.must:g}" if c.tolerance.must is not None else ""),
              c.title] for c in chosen])
-    return 0
+    return CONFORMS
 
 
 def _docs(args: argparse.Namespace) -> int:
-    from ffnspec.spec.render import write
-    changed = write(args.out)
-    print(f"{len(changed)} page(s) written to {args.out}")
-    return 0
+    from ffnspec.spec.render import source_docs_dir, write
+    out = Path(args.out) if args.out else source_docs_dir()
+    if out is None:
+        raise UsageFailure("--out DIR is required outside an ffnspec source checkout "
+                           "(the pages go to the checkout's docs/clauses/ by default)")
+    if out.exists() and not out.is_dir():
+        raise UsageFailure(f"--out {str(out)!r} is a file, not a directory")
+    from ffnspec.conformance.machinery.session import check_writable_dir
+    import pytest
+    try:
+        check_writable_dir(str(out), "--out")
+    except pytest.UsageError as e:
+        raise UsageFailure(str(e).removeprefix("ffnspec: ")) from None
+    changed = write(out)
+    print(f"{len(changed)} page(s) written to {out}")
+    return CONFORMS
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="ffnspec", description="Conformance suite for feedforward-network numerics.")
+def parser() -> argparse.ArgumentParser:
+    import ffnspec
+    p = argparse.ArgumentParser(prog="ffnspec", epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description="Conformance suite for feedforward-network numerics.")
+    p.add_argument("--version", action="version", version=f"ffnspec {ffnspec.__version__} (edition "
+                   f"{_edition()})")
     sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="run the conformance suite against a backend")
+    r = sub.add_parser("run", help="run the conformance suite against a backend", epilog=EXIT_CODES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("--backend", default="numpy", help="entry-point name or package.module:Class [numpy]")
     r.add_argument("--dtype", help="comma-separated dtypes [all the backend offers]")
     r.add_argument("--device", help="comma-separated devices [all available]")
@@ -132,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--profile", default="fast", help="fast, ci (derandomised) or thorough")
     r.add_argument("--xfail-file", action="append", help="declared-deviation TOML file (repeatable)")
     r.add_argument("--no-declared", action="store_true", help="ignore the adapter's own declared deviations")
-    r.add_argument("--cache-dir", help="reference-table cache directory")
+    r.add_argument("--cache-dir", help="reference-table cache directory [~/.cache/ffnspec/reference]")
     r.set_defaults(func=_run)
     b = sub.add_parser("backends", help="list registered backends and whether each loads here")
     b.set_defaults(func=_backends)
@@ -141,10 +214,33 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--show", metavar="ID", help="print one clause in full")
     c.set_defaults(func=_clauses)
     d = sub.add_parser("docs", help="regenerate the clause pages")
-    d.add_argument("--out", default="docs/clauses")
+    d.add_argument("--out", help="directory [docs/clauses of the source checkout]")
     d.set_defaults(func=_docs)
-    args = p.parse_args(argv)
-    return args.func(args)
+    return p
+
+
+def _edition() -> str:
+    from ffnspec.spec import EDITION
+    return EDITION
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as e:  # argparse: --help/--version exit 0, bad usage exits 2
+        return int(e.code or 0)
+    try:
+        return args.func(args)
+    except UsageFailure as e:
+        return _die(str(e))
+    except KeyboardInterrupt:
+        print("ffnspec: interrupted", file=sys.stderr)
+        return INTERNAL
+    except Exception as e:  # ffnspec's own bug: say so, with the trace for the bug report
+        import traceback
+        traceback.print_exc()
+        print(f"ffnspec: internal error: {type(e).__name__}: {e} (please report it)", file=sys.stderr)
+        return INTERNAL
 
 
 if __name__ == "__main__":

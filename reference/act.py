@@ -100,6 +100,13 @@ def silu_grad_scale(ctx, z):
 
 # --- Bernoulli output unit (§6.2.2.2, eqs. 6.20-6.23) ---------------------------
 
+def silu_grad_accuracy_scale(ctx, z):
+    """S_acc = sigma(z) + |z| sigma(z) sigma(-z): the magnitudes of the two terms of
+    g = sigma + z sigma sigma(-z), whose cancellation near the zero of g no algorithm avoids."""
+    s = sigmoid(ctx, z)
+    return s + abs(z) * s * sigmoid(ctx, -z)
+
+
 def bernoulli_p1(ctx, z):
     """P(y=1 | z) = exp(1 z) / (exp(0 z) + exp(1 z))."""
     return ctx.exp(z) / (ctx.exp(0) + ctx.exp(z))

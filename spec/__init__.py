@@ -18,7 +18,7 @@ KINDS = ("accuracy", "derivative", "identity", "property", "special", "invarianc
          # hid family: exact piecewise-linear values and (sub)gradients, structured ops and
          # programs (a registered check per clause), kink/tie conventions, op variants
          "piecewise", "subgradient", "composite", "gradient", "convention", "variant",
-         # out family: ops over a row or a batch (softmax, logsumexp, losses), conformance/reductions.py
+         # out family: ops over a row or a batch (softmax, logsumexp, losses), conformance/out.py
          "reduction", "reduction_derivative", "reduction_property")
 MODED_KINDS = ("derivative", "subgradient", "gradient",  # checked once per AD mode (vjp, jvp)
                "reduction_derivative")
@@ -38,6 +38,13 @@ class Tolerance:
     per_term: float | None = None        # mixed: k = must + per_term * n, n = terms summed (named by the check)
     accumulation: str | None = None      # reduction kinds: reference function giving A in + u_acc A (sums)
     derivation: str = ""
+    # The accuracy tier: what a good implementation achieves, in ULPs of the exact value
+    # (relative), or k of a mixed bound k u (|t| + S_acc) + eta whose S_acc is only the
+    # cancellation no algorithm avoids.  A violation is an accuracy finding, not a failure
+    # (a failure under --strict).
+    accuracy: float | None = None
+    accuracy_scale: str | None = None    # reference function giving S_acc (None: relative, in ULPs)
+    accuracy_derivation: str = ""
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,8 @@ def _parse(raw: dict[str, Any], where: str) -> Clause:
         raise SpecError(f"{where}: clause {clause.id}: unknown criterion {tolerance.criterion!r}")
     if not tolerance.derivation.strip():
         raise SpecError(f"{where}: clause {clause.id}: the tolerance has no written derivation")
+    if tolerance.accuracy is not None and not tolerance.accuracy_derivation.strip():
+        raise SpecError(f"{where}: clause {clause.id}: the accuracy criterion has no written derivation")
     return clause
 
 
@@ -125,6 +134,40 @@ def clauses() -> tuple[Clause, ...]:
             seen.add(c.id)
             found.append(c)
     return tuple(found)
+
+
+@dataclass(frozen=True)
+class Op:
+    """An adapter op as spec/ops.toml defines it: how ffnspec calls it and what it returns."""
+    name: str
+    signature: str                       # the call, arguments in ffnspec's order
+    shape: str                           # result-shape rule (see spec/ops.toml)
+    meaning: str
+    like: str = ""
+    params: tuple[str, ...] = ()         # keyword parameters
+    labels: tuple[str, ...] = ()         # arguments passed as integer class labels (asindex)
+    optional: bool = False               # an op a library may lack without being incomplete
+
+    @property
+    def arguments(self) -> tuple[str, ...]:
+        """Positional argument names, in order."""
+        inner = self.signature[self.signature.index("(") + 1: self.signature.rindex(")")]
+        return tuple(a.strip() for a in inner.split(",") if a.strip() and "=" not in a)
+
+
+@functools.lru_cache(maxsize=None)
+def ops() -> dict[str, Op]:
+    """Every adapter op, from spec/ops.toml."""
+    data = tomllib.loads(resources.files(__name__).joinpath("ops.toml").read_text(encoding="utf-8"))
+    out = {}
+    for name, raw in data.get("op", {}).items():
+        try:
+            out[name] = Op(name=name, **{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        except TypeError as e:
+            raise SpecError(f"ops.toml: op {name!r}: {e}") from None
+        if not out[name].signature.startswith(f"{name}("):
+            raise SpecError(f"ops.toml: op {name!r}: signature {out[name].signature!r} names another op")
+    return out
 
 
 def clause(clause_id: str) -> Clause:

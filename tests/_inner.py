@@ -12,10 +12,14 @@ import hypothesis  # noqa: F401
 import mpmath  # noqa: F401
 import pytest
 
-import ffnspec.conformance.checks  # noqa: F401
-import ffnspec.conformance.inputs  # noqa: F401
-import ffnspec.conformance.report  # noqa: F401
-import ffnspec.conformance.session  # noqa: F401
+import ffnspec.adapters.numpy_backend  # noqa: F401  (ml_dtypes registers its dtypes with numpy once)
+import ffnspec.conformance.act  # noqa: F401  (family modules register into the checks' registries:
+import ffnspec.conformance.hid  # noqa: F401   both must stay loaded together, or a reloaded registry
+import ffnspec.conformance.out  # noqa: F401   would miss the cached family's registrations)
+import ffnspec.conformance.checks.accuracy  # noqa: F401
+import ffnspec.conformance.inputs.scalars  # noqa: F401
+import ffnspec.conformance.machinery.report  # noqa: F401
+import ffnspec.conformance.machinery.session  # noqa: F401
 import ffnspec.reference.act  # noqa: F401
 
 _REPORTS: dict[tuple, tuple[int, dict | None, str]] = {}

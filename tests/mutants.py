@@ -36,6 +36,7 @@ class Mutant(NumpyBackend):
     dtypes_run: tuple[str, ...] = ("float32",)
     clauses: tuple[str, ...] = ()          # globs for --ffnspec-clauses; default: the clauses named above
     says = ""                              # text every caught clause's message must contain
+    finds: tuple[str, ...] = ()            # clauses with accuracy findings (the verdict stays pass)
     defect = ""
     replace: dict[str, Callable] = {}      # op -> broken implementation (wrapped like NumpyBackend's)
     partials: dict[str, Callable] = {}     # op -> broken derivative rule (both modes unless overridden)
@@ -384,9 +385,50 @@ def _raise(z):
 
 class RaisingSoftplus(Mutant):
     defect = "softplus raises"
-    catches = ("num.dtype", "act.softplus", "act.softplus.grad/vjp")
+    catches = ("act.softplus", "act.softplus.grad/vjp")
+    spares = ("num.dtype",)  # a raise fails the clauses that call the op, not the dtype rule
     clauses = ("num.dtype", "act.softplus", "act.softplus.grad")
     replace = {"softplus": _raise}
+
+
+class SigmoidRaisesTanhFloat64(Mutant):
+    defect = "sigmoid raises and tanh returns float64: [num.dtype] must cite tanh, not the raise"
+    catches = ("num.dtype",)
+    says = "tanh"
+    clauses = ("num.dtype",)
+    replace = {"sigmoid": _raise, "tanh": lambda z: np.tanh(z.astype(np.float64))}
+
+
+class TanhFlattens2D(Mutant):
+    defect = "tanh flattens 2-D input: [num.shape] at the shape that shows it"
+    catches = ("num.shape",)
+    says = "(2, 2)"
+    clauses = ("num.shape",)
+    replace = {"tanh": lambda z: np.tanh(z).reshape(-1) if z.ndim == 2 else np.tanh(z)}
+
+
+class SigmoidNaN(Mutant):
+    defect = "sigmoid is NaN everywhere: NaN compares false, so an ordering check must not pass it"
+    catches = ("act.sigmoid.monotone", "act.sigmoid.range")
+    replace = {"sigmoid": lambda z: np.full_like(z, np.nan)}
+
+
+class GaussianNllSwapped(Mutant):
+    """Not a defect of the library but of an adapter: the formula's order (mu, beta, y) for ffnspec's (mu, y, beta)."""
+    defect = "gaussian_nll written in the formula's argument order"
+    replace = {"gaussian_nll": lambda mu, beta, y: 0.5 * beta * np.square(y - mu) - 0.5 * np.log(beta)}
+
+
+class KlInfinite(Mutant):
+    defect = "kl_div returns +inf: the decomposition check must fail, not raise inside ffnspec"
+    catches = ("out.kl.decomposition", "out.kl")
+    replace = {"kl_div": lambda z, p: np.full(z.shape[:-1], np.inf, dtype=z.dtype)}
+
+
+class TanhWithoutFloat16(Mutant):
+    """Not a defect: an op declared unavailable in a dtype reads "not_implemented" there (tests/test_plugin.py)."""
+    defect = "tanh offered in float32 and float64 only"
+    op_dtypes = {"tanh": ("float32", "float64")}
 
 
 class MissingLogSigmoid(Mutant):
@@ -414,3 +456,47 @@ class Float64Only(Mutant):
 
 
 MUTANTS = [c for c in Mutant.__subclasses__() if c.catches]  # direct subclasses: FlushesSubnormalsDeclared is not
+
+
+# ---- accuracy findings: each meets its clause's MUST bound but not its accuracy criterion --------
+# (tests/test_mutants.py::test_finding_mutant; ``finds`` lists the clauses whose records must hold
+# findings while their verdict stays pass, and fail under --strict.)
+def _biased(rule: Callable, ulps: float, where: Callable | None = None) -> Callable:
+    """A derivative rule whose result is scaled by (1 + ulps u), u the unit roundoff of the
+    array's dtype (optionally only where ``where(z)``): a bias within MUST, above the accuracy bound."""
+    def partial(xp, ops, ans, z):
+        (g,) = rule(xp, ops, ans, z)
+        u = np.finfo(g.dtype).eps / 2
+        inside = (np.abs(g) < 1) & (z != 0) & (True if where is None else where(z))  # special values stay exact
+        return ((g + np.where(inside, g * (ulps * u), 0)).astype(g.dtype),)
+    return partial
+
+
+class SigmoidGradStoredOutput(Mutant):
+    defect = "sigma' = y (1 - y) from the stored output: 0 once sigma rounds to 1 (torch's sigmoid_backward)"
+    finds = ("act.sigmoid.grad",)
+    partials = {"sigmoid": lambda xp, ops, ans, z: (ans * (1 - ans),)}
+
+
+class TanhGradStoredOutput(Mutant):
+    defect = "tanh' = 1 - y^2 from the stored output: 0 once tanh rounds to 1 (torch's tanh_backward)"
+    finds = ("act.tanh.grad",)
+    partials = {"tanh": lambda xp, ops, ans, z: (1 - ans * ans,)}
+
+
+class SoftplusGradBiased(Mutant):
+    defect = "zeta'(z) = sigma(z) (1 + 12 u): 12 ULP off, within MUST (21) but not accuracy (5)"
+    finds = ("act.softplus.grad",)
+    partials = {"softplus": _biased(lambda xp, ops, ans, z: (ops.sigmoid(z),), 12)}
+
+
+class LogSigmoidGradBiased(Mutant):
+    defect = "(log sigma)'(z) = sigma(-z) (1 + 12 u): within MUST (21) but not accuracy (5)"
+    finds = ("act.log_sigmoid.grad",)
+    partials = {"log_sigmoid": _biased(lambda xp, ops, ans, z: (ops.sigmoid(-z),), 12)}
+
+
+class SiluGradBiasedTail(Mutant):
+    defect = "SiLU' 80 u off for z < -4, where MUST's scale |z g'(z)| is several times |g| and S_acc is not"
+    finds = ("act.silu.grad",)
+    partials = {"silu": _biased(backprop.PARTIALS["silu"], 80, where=lambda z: z < -4)}

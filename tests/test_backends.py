@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ffnspec.adapters import DTYPES, Backend, load_backend
-from ffnspec.conformance import xfails
+from ffnspec.conformance.machinery import xfails
 from ffnspec.reference.floatformat import all_values, from_ordinal, get_format, ordinal
 
 LIBRARIES = {"torch": "torch", "jax": "jax"}

@@ -9,7 +9,8 @@ import pytest
 
 from ffnspec import spec
 from ffnspec.adapters.numpy_backend import NumpyBackend
-from ffnspec.conformance import checks, properties
+from ffnspec.conformance.checks import composites, identities, properties, variants
+from ffnspec.conformance.inputs import rows
 from ffnspec.reference import function
 from ffnspec.spec import render
 
@@ -58,9 +59,9 @@ def test_clause_is_complete(clause):
                 if "ref" in term:
                     function(term["ref"])
                 if "op" in term:
-                    checks._primary_accuracy_clause(term["op"])  # its bound feeds the tolerance
+                    identities.primary_accuracy_clause(term["op"])  # its bound feeds the tolerance
     if clause.kind == "property":
-        assert clause.predicate in properties.PROPERTIES
+        assert properties.ELEMENTWISE.lookup(clause, clause.predicate)  # registered by conformance/<family>.py
     if clause.kind == "special":
         assert clause.special
     _complete_hid_kinds(clause)
@@ -72,30 +73,28 @@ def test_clause_is_complete(clause):
 def _complete_hid_kinds(clause):
     """The hid family's kinds: piecewise/subgradient name a reference and an op; composite/
     gradient/variant name a registered check; mixed bounds name their scale S."""
-    from ffnspec.conformance import composite, variants
     t = clause.tolerance
     if clause.kind in ("piecewise", "subgradient"):
         function(clause.reference)
         assert clause.op and t.criterion == "exact"
     if clause.kind in ("composite", "gradient"):
-        assert clause.check in composite.CHECKS, f"no registered check {clause.check!r}"
+        assert composites.CHECKS.lookup(clause, clause.check)
         function(clause.reference)
     if clause.kind == "variant":
-        assert clause.check in variants.CHECKS, f"no registered check {clause.check!r}"
+        assert variants.CHECKS.lookup(clause, clause.check)
     if clause.kind in ("composite", "gradient") and t.criterion == "mixed":
         function(t.scale)
         assert t.must is not None and t.per_term is not None
 
 
 def _complete_out_kinds(clause):
-    """The out family's kinds (conformance/reductions.py): an input recipe; values name a reference
+    """The out family's kinds (conformance/out.py, checks/*.reduction): an input recipe; values name a reference
     and, for the mixed bound, k and any S, A; derivatives name a reference per mode; properties a
     registered predicate."""
-    from ffnspec.conformance import reductions, vectors
     t = clause.tolerance
     if not clause.kind.startswith("reduction"):
         return
-    assert clause.op and clause.extra.get("vectors") in vectors.RECIPES
+    assert clause.op and clause.extra.get("vectors") in rows.RECIPES
     for ref in (t.scale, t.accumulation):
         if ref:
             function(ref)
@@ -109,7 +108,18 @@ def _complete_out_kinds(clause):
                 if key in refs:
                     function(refs[key])
     if clause.kind == "reduction_property":
-        assert clause.predicate in reductions.PREDICATES
+        assert properties.REDUCTION.lookup(clause, clause.predicate)
+
+
+# A family's own checks live in the module named for it, so the family reads as one column:
+# spec/NN_<family>.toml, reference/<family>.py, conformance/<family>.py.  ARCHITECTURE "One family, one column"
+def test_family_checks_live_in_the_family_module():
+    registries = {"composite": composites.CHECKS, "gradient": composites.CHECKS,
+                  "property": properties.ELEMENTWISE, "reduction_property": properties.REDUCTION}
+    for c in CLAUSES:
+        if c.kind in registries:
+            f = registries[c.kind].lookup(c, c.check or c.predicate)
+            assert f.__module__ == f"ffnspec.conformance.{c.family}", (c.id, f.__module__)
 
 
 # The kink/tie table: each row names an op, a point, a preferred value among the allowed ones and
@@ -139,6 +149,38 @@ def test_doc_pages_are_current():
     assert sorted(p.name for p in docs.glob("*.md")) == sorted(expected)
     for name, text in expected.items():
         assert (docs / name).read_text(encoding="utf-8") == text, f"docs/clauses/{name} is stale: run `ffnspec docs`"
+
+
+# The adapter guide's ops table is generated; a stale one teaches the wrong argument order.
+def test_adapter_guide_ops_table_is_current():
+    guide = (ROOT / "docs" / "adapters.md").read_text(encoding="utf-8")
+    assert render.with_ops_table(guide) == guide, "docs/adapters.md's ops table is stale: run `ffnspec docs`"
+
+
+# Every op a clause calls is defined in spec/ops.toml, and the built-in backend offers each one
+# with the arity the signature gives.
+def test_every_op_is_specified_and_built_in():
+    import inspect
+    ops = spec.ops()
+    used = {o for c in CLAUSES for o in c.ops()}
+    assert used - set(ops) == set(), "ops used by clauses but missing from spec/ops.toml"
+    from ffnspec.adapters import numpy_backend
+    raw = {**numpy_backend._OUT_OPS, **{n: f for n, (f, _) in numpy_backend._HID_OPS.items()}}
+    for name, op in ops.items():
+        assert name in NumpyBackend().ops, f"the NumPy backend lacks op {name}"
+        try:
+            sig = inspect.signature(raw[name]) if name in raw else None
+        except ValueError:  # a ufunc
+            sig = None
+        if sig is not None and not any(p.kind is p.VAR_POSITIONAL for p in sig.parameters.values()):
+            params = [p for p in sig.parameters.values() if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            assert len(params) == len(op.arguments), (name, op.signature, params)
+
+
+# Clause pages cite the book and the provenance page, never a file a reader cannot open.
+def test_clause_pages_cite_no_seed_files():
+    for name, text in render.pages().items():
+        assert not re.search(r"\d{3}_[0-9a-f]{16}\.txt", text), name
 
 
 # Every [clause.id] cited in a conformance check, a deviation file or the docs must exist.

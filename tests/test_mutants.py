@@ -72,3 +72,29 @@ def test_mutants_name_real_clauses() -> None:
         for e in m.catches + m.spares:
             clause, mode, dtype = parse(e)
             assert clause in ids and mode in (None, "vjp", "jvp") and dtype in (None, *m.dtypes_run), (m.__name__, e)
+
+
+FINDING_MUTANTS = [m for m in MUTANTS + [getattr(mutants, n) for n in dir(mutants)] if getattr(m, "finds", ())]
+FINDING_MUTANTS = list(dict.fromkeys(FINDING_MUTANTS))
+
+
+@pytest.mark.parametrize("mutant", FINDING_MUTANTS, ids=lambda m: m.__name__)
+def test_finding_mutant(pytester: pytest.Pytester, mutant: type[mutants.Mutant]) -> None:
+    # The accuracy tier must see a real loss that MUST accepts (a gradient returned as 0 where
+    # the exact value is representable), and --strict must fail it.  docs/measure.md "Tiers"
+    backend = f"{mutant.__module__}:{mutant.__name__}"
+    ret, rep, out = run_suite(pytester, backend, mutant.dtypes_run, mutant.finds)
+    assert ret == pytest.ExitCode.OK and rep["summary"]["conforms"], out
+    assert rep["summary"]["accuracy_findings"] > 0 and "accuracy finding" in rep["summary"]["verdict"]
+    for r in rep["records"]:
+        assert r["verdict"] == "pass" and r["findings"] > 0, (r["clause"], r["mode"], r["findings"])
+        assert f"[{r['clause']}]" in r["finding"] and "accuracy finding" in r["finding"]
+    ret, strict, out = run_suite(pytester, backend, mutant.dtypes_run, mutant.finds, "--ffnspec-strict")
+    assert ret == pytest.ExitCode.TESTS_FAILED and all(r["verdict"] == "fail" for r in strict["records"]), out
+
+
+def test_every_accuracy_criterion_can_find() -> None:
+    # An accuracy criterion no mutant trips proves nothing.  docs/measure.md "Tiers"
+    found = {c for m in FINDING_MUTANTS for c in m.finds}
+    missing = [c.id for c in spec.clauses() if c.tolerance.accuracy is not None and c.id not in found]
+    assert not missing, f"accuracy criteria no mutant trips: {missing}"

@@ -8,8 +8,9 @@ import pytest
 
 from ffnspec import spec
 from ffnspec.adapters import load_backend
-from ffnspec.conformance import vectors
-from ffnspec.conformance.harness import AdapterFault, Target, reduction_shape
+from ffnspec.conformance.checks import properties
+from ffnspec.conformance.inputs import rows
+from ffnspec.conformance.machinery.harness import AdapterFault, Target, reduction_shape
 from ffnspec.reference.floatformat import get_format, is_representable
 from tests._inner import run_suite
 
@@ -41,9 +42,9 @@ def test_labels_cross_as_integers_and_shapes_are_supervised():
 def test_recipes_are_representable(dtype):
     # Inputs are exactly representable, so the error measured is the backend's own.  [num.dtype]
     fmt = get_format(dtype)
-    for name in vectors.RECIPES:
+    for name in rows.RECIPES:
         labels = 1 if name in ("logits_labels", "batches") else None  # class indices, not format values
-        for group in vectors.groups(name, fmt):
+        for group in rows.groups(name, fmt):
             for i, a in enumerate(group):
                 if i == labels:
                     assert np.array_equal(a, np.round(a)) and a.min() >= 0
@@ -53,14 +54,13 @@ def test_recipes_are_representable(dtype):
 
 def test_every_out_clause_names_a_recipe_and_its_functions():
     # A clause without inputs or without its per-mode references would be silently unchecked.  [out.softmax]
-    from ffnspec.conformance import reductions
     from ffnspec.reference import function
     for c in spec.clauses():
         if not c.kind.startswith("reduction"):
             continue
-        assert c.extra["vectors"] in vectors.RECIPES, c.id
+        assert c.extra["vectors"] in rows.RECIPES, c.id
         if c.kind == "reduction_property":
-            assert c.predicate in reductions.PREDICATES, c.id
+            assert properties.REDUCTION.lookup(c, c.predicate), c.id
         if c.kind == "reduction_derivative":
             assert set(c.extra["modes"]) == {"vjp", "jvp"}, c.id
             for m in c.extra["modes"].values():

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from ffnspec import spec
-from ffnspec.conformance import vectors
+from ffnspec.conformance.inputs import rows
 from ffnspec.reference import act, function, out, precision
 from ffnspec.reference.floatformat import FORMATS, round_mpf
 
@@ -41,7 +41,7 @@ def _flat(v):
 def _small_items(name: str, count: int = 3) -> list[tuple]:
     """A few items (as nested lists) of a recipe's float64 groups, rows no longer than 17."""
     items = []
-    for g in vectors.groups(name, F64):
+    for g in rows.groups(name, F64):
         if g[0].ndim > 1 and g[0].shape[-1] > 17:
             continue
         if g[0].ndim > 2 and g[0].shape[1] > 8:

@@ -1,1 +1,1 @@
-"""Declared deviations shipped with the built-in adapters (TOML; format in ffnspec.conformance.xfails)."""
+"""Declared deviations shipped with the built-in adapters (TOML; format in ffnspec.conformance.machinery.xfails)."""

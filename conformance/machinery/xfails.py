@@ -1,0 +1,143 @@
+"""Declared deviations (xfail files).
+
+TOML, one ``[[deviation]]`` table per entry:
+
+    [[deviation]]
+    clause = "act.softplus"          # clause id or glob (required)
+    backend = "torch"                # optional; default any
+    dtype = "float64"                # optional; string or list; default any
+    device = "cpu"                   # optional; default any
+    mode = "vjp"                     # optional (derivative clauses); default any
+    reason = "threshold 20 returns z; wrong by 6e5 ULP in float64"   (required)
+    reproducer = "torch.nn.functional.softplus(torch.tensor([20.5], dtype=torch.float64))"
+    ceiling = 6.2e5                  # optional: the largest error (criterion units) excused
+    region = [[20.0, 1e300]]         # optional: [min, max] per argument of the op's input
+
+A scoped entry (ceiling, region or both) excuses only the violations inside its scope:
+one above the ceiling or outside the region fails the check as usual, so a new defect in
+an already-declared record is never reported as the old deviation.  A malformed file is a
+usage error naming the file and entry; an entry that matches no collected check draws a
+warning.
+"""
+from __future__ import annotations
+
+import fnmatch
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+_KEYS = {"clause", "backend", "dtype", "device", "mode", "reason", "reproducer", "ceiling", "region"}
+
+
+class XfailFileError(ValueError):
+    pass
+
+
+@dataclass
+class Deviation:
+    clause: str
+    reason: str
+    source: str
+    backend: str | None = None
+    dtype: tuple[str, ...] | None = None
+    device: str | None = None
+    mode: str | None = None
+    reproducer: str | None = None
+    ceiling: float | None = None                          # largest excused error, criterion units
+    region: tuple[tuple[float, float] | None, ...] | None = None  # per argument: [min, max] or any
+    matched: int = 0
+
+    @property
+    def scoped(self) -> bool:
+        return self.ceiling is not None or self.region is not None
+
+    def covers(self, inputs: list, error) -> "np.ndarray":
+        """Which measured inputs lie inside this entry's scope: error (criterion units) at most
+        the ceiling, and argument i within region[i].  ``inputs`` holds one array per argument
+        with a leading axis matching ``error`` (a row's entries must all lie in the region)."""
+        import numpy as np
+        error = np.asarray(error, dtype=np.float64).ravel()
+        inside = np.ones(error.shape, dtype=bool)
+        if self.ceiling is not None:
+            inside &= error <= self.ceiling
+        for arg, bounds in zip(inputs, self.region or ()):
+            a = np.asarray(arg, dtype=np.float64)
+            if bounds is None or a.size == 0 or a.size % max(error.size, 1):
+                continue
+            a = a.reshape(error.size, -1)
+            inside &= np.all((a >= bounds[0]) & (a <= bounds[1]), axis=1)
+        return inside
+
+    def scope_text(self) -> str:
+        parts = [f"error <= {self.ceiling:g}"] if self.ceiling is not None else []
+        if self.region is not None:
+            parts += [f"argument {i} in [{b[0]:g}, {b[1]:g}]" for i, b in enumerate(self.region) if b is not None]
+        return " and ".join(parts) or "everywhere"
+
+    def matches(self, *, clause: str, backend: str, dtype: str, device: str, mode: str | None) -> bool:
+        return (fnmatch.fnmatchcase(clause, self.clause)
+                and (self.backend is None or self.backend == backend)
+                and (self.dtype is None or dtype in self.dtype)
+                and (self.device is None or fnmatch.fnmatchcase(device, self.device))
+                and (self.mode is None or self.mode == mode))
+
+
+def parse(text: str, source: str) -> list[Deviation]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise XfailFileError(f"malformed xfail file {source}: not valid TOML: {e}") from None
+    unknown_top = set(data) - {"deviation"}
+    if unknown_top:
+        raise XfailFileError(f"malformed xfail file {source}: unknown top-level key(s) {sorted(unknown_top)}; expected [[deviation]] tables")
+    out = []
+    for i, raw in enumerate(data.get("deviation", []), 1):
+        where = f"malformed xfail file {source}: [[deviation]] #{i}"
+        if not isinstance(raw, dict):
+            raise XfailFileError(f"{where}: must be a table")
+        bad = set(raw) - _KEYS
+        if bad:
+            raise XfailFileError(f"{where}: unknown key(s) {sorted(bad)}; allowed: {sorted(_KEYS)}")
+        for key in ("clause", "reason"):
+            if not isinstance(raw.get(key), str) or not raw[key].strip():
+                raise XfailFileError(f"{where}: {key!r} is required and must be a non-empty string")
+        dtype = raw.get("dtype")
+        if isinstance(dtype, str):
+            dtype = (dtype,)
+        elif dtype is not None:
+            if not isinstance(dtype, list) or not all(isinstance(d, str) for d in dtype):
+                raise XfailFileError(f"{where}: 'dtype' must be a string or a list of strings")
+            dtype = tuple(dtype)
+        for key in ("backend", "device", "mode", "reproducer"):
+            if key in raw and not isinstance(raw[key], str):
+                raise XfailFileError(f"{where}: {key!r} must be a string")
+        ceiling = raw.get("ceiling")
+        if ceiling is not None and (isinstance(ceiling, bool) or not isinstance(ceiling, (int, float)) or ceiling < 0):
+            raise XfailFileError(f"{where}: 'ceiling' must be a non-negative number (the largest excused error)")
+        region = raw.get("region")
+        if region is not None:
+            ok = isinstance(region, list) and all(
+                b == [] or (isinstance(b, list) and len(b) == 2 and all(isinstance(x, (int, float)) and
+                                                                        not isinstance(x, bool) for x in b)
+                            and b[0] <= b[1]) for b in region)
+            if not ok:
+                raise XfailFileError(f"{where}: 'region' must be a list with one [min, max] (or []) per argument")
+            region = tuple(tuple(float(x) for x in b) if b else None for b in region)
+        out.append(Deviation(clause=raw["clause"], reason=raw["reason"].strip(), source=source,
+                             backend=raw.get("backend"), dtype=dtype, device=raw.get("device"),
+                             mode=raw.get("mode"), reproducer=raw.get("reproducer"),
+                             ceiling=None if ceiling is None else float(ceiling), region=region))
+    return out
+
+
+def load(path: str | Path) -> list[Deviation]:
+    p = Path(path)
+    if not p.exists():
+        raise XfailFileError(f"xfail file {str(p)!r} does not exist")
+    if not p.is_file():
+        raise XfailFileError(f"xfail file {str(p)!r} is not a file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise XfailFileError(f"xfail file {str(p)!r} cannot be read: {getattr(e, 'strerror', None) or e}") from None
+    return parse(text, str(p))
