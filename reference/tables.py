@@ -42,6 +42,7 @@ from ffnspec.reference.floatformat import FORMATS, Format, round_array, round_ex
 TABLE_MIN = 1 << 14  # a 16-bit request this large (a quarter of the grid) builds the whole table
 PERSIST_MIN = 512   # requests this large are written to the point store
 CHUNK = 2048        # values per task in a parallel build
+PARALLEL_MIN = 1 << 14  # fewer values than this are computed in the calling process
 SIXTEEN = ("float16", "bfloat16")
 _MODE_CODE = {**{name: i for i, name in enumerate(FORMATS)}, "scale": len(FORMATS)}
 
@@ -683,7 +684,7 @@ def _compute_units(units: list, jobs: int, progress, *, units_total: int) -> int
             progress(Progress(units[ui].label, unit_done[ui], unit_total[ui], state["units"], units_total,
                               state["done"], total, el, (total - state["done"]) / rate if rate > 0 else None))
 
-    if jobs <= 1 or len(chunks) <= 1:
+    if jobs <= 1 or len(chunks) <= 1 or total < PARALLEL_MIN:  # starting workers would cost more
         for ci, (_, task) in enumerate(chunks):
             finished(ci, _work(task))
         return total

@@ -248,7 +248,10 @@ def samples(fmt: Format) -> list[Group]:
 
 
 # --------------------------------------------------------------- hypothesis ----
+@functools.lru_cache(maxsize=None)
 def _values(fmt: Format, *, masked: bool = False, bound: float | None = None) -> st.SearchStrategy[float]:
+    """Row entries (``scalars.floats``, within +-bound, or -inf masks): one strategy per
+    arguments, drawn per entry (see ``scalars.floats``)."""
     v = scalars.floats(fmt)
     if bound is not None:
         v = v.filter(lambda x: abs(x) <= bound)

@@ -160,8 +160,11 @@ def mantissa(v: np.ndarray, fmt: Format, lo: int, hi: int) -> np.ndarray:
 
 # --- hypothesis ------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=None)
 def floats(fmt: Format, domain: tuple[float, float] | None = None) -> st.SearchStrategy[float]:
-    """Finite fmt values: grid-uniform, near thresholds, subnormal, or simple."""
+    """Finite fmt values: grid-uniform, near thresholds, subnormal, or simple.  Made once per
+    (fmt, domain): composite strategies draw it per element, and a new strategy object costs
+    hypothesis a validation each time (most of a run's time, before this cache)."""
     top = int(ordinal(np.array([fmt.max_finite]), fmt)[0])
     sub = 1 << (fmt.p - 1)
     centres = [int(c) for c in ordinal(thresholds(fmt), fmt)]

@@ -38,12 +38,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="accuracy findings fail (as the strict profile does)")
     g.addoption("--ffnspec-no-summary", action="store_true",
                 help="print no ffnspec summary at the end (the ffnspec CLI prints its own)")
+    g.addoption("--ffnspec-jobs", default=None, type=int, metavar="N",
+                help="processes computing the reference tables before the tests [every core]; 1: this one")
 
 
 def _explicit(config: pytest.Config) -> bool:
     o = config.option
     return any([o.ffnspec_backend, o.ffnspec_dtype, o.ffnspec_device, o.ffnspec_clauses,
                 o.ffnspec_xfail_file, o.ffnspec_report, o.ffnspec_cache_dir, o.ffnspec_no_declared, o.ffnspec_strict,
+                o.ffnspec_jobs,
                 o.ffnspec_profile != "fast"])
 
 
@@ -103,10 +106,30 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                                      f"backend={d.backend!r} dtype={d.dtype!r} mode={d.mode!r}"))
 
 
+_PREBUILT = pytest.StashKey[bool]()
+
+
+def _prebuild(config: pytest.Config) -> None:
+    """Compute the run's bulk reference values before any test, once, in the process that
+    starts the run (under pytest-xdist the controller; workers then find them cached)."""
+    sess = config.stash.get(_STASH, None)
+    if sess is None or config.stash.get(_PREBUILT, False) or hasattr(config, "workerinput"):
+        return
+    config.stash[_PREBUILT] = True
+    from ffnspec.conformance.machinery import prebuild
+    prebuild.run(config, sess)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _prebuild(session.config)  # before pytest-xdist starts its workers
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     sess = session.config.stash.get(_STASH, None)
     if sess is None:
         return
+    _prebuild(session.config)  # a run whose session was made at collection (no --ffnspec-* option)
     sess.pending.clear()
     for item in session.items:  # how many checks (values, special values, ...) share each record key
         case = _case(item)

@@ -75,7 +75,9 @@ class Case:
         def explore(z):
             check(self.clause, self.target, self.record, z, **kw)
 
-        explore()
+        from ffnspec.reference import tables
+        with tables.exploring():  # drawn values are this run's own: the cache does not grow with seeds
+            explore()
 
 
 def check_writable_dir(path: str, option: str) -> None:
@@ -142,7 +144,9 @@ def explore_groups(case: Case, check: Callable, **kw) -> None:
     def explore(group):
         check(case.clause, case.target, case.record, group, **kw)
 
-    explore()
+    from ffnspec.reference import tables
+    with tables.exploring():  # drawn groups are this run's own: the cache does not grow with seeds
+        explore()
 
 
 @dataclass
