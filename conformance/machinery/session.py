@@ -159,6 +159,7 @@ class Session:
     profile: str
     deviations: list[xfails.Deviation] = field(default_factory=list)
     records: list[Record] = field(default_factory=list)  # one per check run; report.merged() folds them
+    record_items: list[int] = field(default_factory=list)  # each record's test item, by collection position
     pending: dict[tuple, int] = field(default_factory=dict)  # record key -> checks not yet run
     excused: set[tuple] = field(default_factory=set)        # keys where a declared deviation showed (or no op)
     strict: bool = False                                     # accuracy findings fail
