@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures
+import concurrent.futures.process  # now, not at the first build: pytester's in-process runs restore sys.modules
 import contextlib
 import functools
 import hashlib
