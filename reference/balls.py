@@ -45,7 +45,7 @@ def precision_bits(prec: int) -> Iterator[None]:
 
 
 def _arb(x) -> "arb":
-    if isinstance(x, Ball):
+    if type(x) is Ball:
         return x.a
     if isinstance(x, (int, float)):
         if isinstance(x, float) and not math.isfinite(x):
@@ -66,6 +66,8 @@ class Ball:
 
     # -- arithmetic --------------------------------------------------------------------
     def __add__(self, o):
+        if type(o) is Ball:
+            return Ball(self.a + o.a)
         o = _arb(o)
         return NotImplemented if o is NotImplemented else Ball(self.a + o)
 
@@ -74,6 +76,8 @@ class Ball:
         return NotImplemented if o is NotImplemented else Ball(o + self.a)
 
     def __sub__(self, o):
+        if type(o) is Ball:
+            return Ball(self.a - o.a)
         o = _arb(o)
         return NotImplemented if o is NotImplemented else Ball(self.a - o)
 
@@ -82,6 +86,8 @@ class Ball:
         return NotImplemented if o is NotImplemented else Ball(o - self.a)
 
     def __mul__(self, o):
+        if type(o) is Ball:
+            return Ball(self.a * o.a)
         o = _arb(o)
         return NotImplemented if o is NotImplemented else Ball(self.a * o)
 
@@ -90,6 +96,8 @@ class Ball:
         return NotImplemented if o is NotImplemented else Ball(o * self.a)
 
     def __truediv__(self, o):
+        if type(o) is Ball:
+            return Ball(self.a / o.a)
         o = _arb(o)
         return NotImplemented if o is NotImplemented else Ball(self.a / o)
 

@@ -34,7 +34,7 @@ try:
 except ImportError:  # no advisory locks on this platform
     fcntl = None
 
-MAX_ENTRIES = 1 << 18          # entries (points or items) per point store
+MAX_ENTRIES = 1 << 20          # entries (points or items) per point store (MAX_BYTES bounds the whole)
 MAX_BYTES = 60 * 1024 * 1024   # the whole cache directory
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures
+import concurrent.futures.process  # now, not at the first build: pytester's in-process runs restore sys.modules
 import contextlib
 import functools
 import hashlib
@@ -42,6 +43,7 @@ from ffnspec.reference.floatformat import FORMATS, Format, round_array, round_ex
 TABLE_MIN = 1 << 14  # a 16-bit request this large (a quarter of the grid) builds the whole table
 PERSIST_MIN = 512   # requests this large are written to the point store
 CHUNK = 2048        # values per task in a parallel build
+PARALLEL_MIN = 1 << 14  # fewer values than this are computed in the calling process
 SIXTEEN = ("float16", "bfloat16")
 _MODE_CODE = {**{name: i for i, name in enumerate(FORMATS)}, "scale": len(FORMATS)}
 
@@ -250,7 +252,7 @@ def _table_formats(mode: str) -> tuple[str, ...]:
     return SIXTEEN if mode in ("float64", SCALE) else ()
 
 
-def _plan(name: str, arrays: list[np.ndarray], mode: str, *, build: bool) -> _Plan:
+def _plan(name: str, arrays: list[np.ndarray], mode: str, *, build: bool, bulk: bool | None = None) -> _Plan:
     flat = [a.ravel() for a in arrays]
     n = flat[0].size
     plan = _Plan(np.empty(n), np.empty(n), np.zeros(n, dtype=np.int8))
@@ -293,7 +295,7 @@ def _plan(name: str, arrays: list[np.ndarray], mode: str, *, build: bool) -> _Pl
         where = np.flatnonzero(todo)
         plan.where = where
         plan.store = _store(name, "points")
-        plan.persist = _persist(n >= PERSIST_MIN)
+        plan.persist = _persist(n >= PERSIST_MIN if bulk is None else bulk)
         sub = [a[where] for a in flat]
         plan.keys = _row_keys(_prefix(mode, sub), sub)
         plan.missing, plan.args = _missing(plan.store, plan.keys, plan.persist,
@@ -354,9 +356,9 @@ def _item_args(arrays: list[np.ndarray], i: int) -> tuple:
     return tuple(a[i].tolist() if a.ndim > 1 else float(a[i]) for a in arrays)
 
 
-def _item_plan(name: str, arrays: list[np.ndarray], mode: str):
+def _item_plan(name: str, arrays: list[np.ndarray], mode: str, bulk: bool | None = None):
     s = _store(name, "items")
-    persist = _persist(sum(a.size for a in arrays) >= PERSIST_MIN)
+    persist = _persist(sum(a.size for a in arrays) >= PERSIST_MIN if bulk is None else bulk)
     keys = _row_keys(_prefix(mode, arrays), arrays)
     missing, margs = _missing(s, keys, persist, lambda i: _item_args(arrays, i))
     return s, keys, missing, margs, persist
@@ -578,10 +580,10 @@ def prebuild(requests: Iterable[Request], *, jobs: int | None = None,
         if not items:
             arrays = [np.ascontiguousarray(a) for a in np.broadcast_arrays(*arrays)]
         if items:
-            s, _, missing, margs, persist = _item_plan(r.function, arrays, mode)
+            s, _, missing, margs, persist = _item_plan(r.function, arrays, mode, bulk=True)
             add(r.function, mode, s, missing, margs, persist, "items")
             continue
-        plan = _plan(r.function, arrays, mode, build=False)
+        plan = _plan(r.function, arrays, mode, build=False, bulk=True)  # requested: persisted, whatever the size
         for key in plan.missing_tables:
             if key not in seen_tables:
                 seen_tables.add(key)
@@ -683,7 +685,7 @@ def _compute_units(units: list, jobs: int, progress, *, units_total: int) -> int
             progress(Progress(units[ui].label, unit_done[ui], unit_total[ui], state["units"], units_total,
                               state["done"], total, el, (total - state["done"]) / rate if rate > 0 else None))
 
-    if jobs <= 1 or len(chunks) <= 1:
+    if jobs <= 1 or len(chunks) <= 1 or total < PARALLEL_MIN:  # starting workers would cost more
         for ci, (_, task) in enumerate(chunks):
             finished(ci, _work(task))
         return total

@@ -248,7 +248,10 @@ def samples(fmt: Format) -> list[Group]:
 
 
 # --------------------------------------------------------------- hypothesis ----
+@functools.lru_cache(maxsize=None)
 def _values(fmt: Format, *, masked: bool = False, bound: float | None = None) -> st.SearchStrategy[float]:
+    """Row entries (``scalars.floats``, within +-bound, or -inf masks): one strategy per
+    arguments, drawn per entry (see ``scalars.floats``)."""
     v = scalars.floats(fmt)
     if bound is not None:
         v = v.filter(lambda x: abs(x) <= bound)
@@ -259,7 +262,7 @@ def _values(fmt: Format, *, masked: bool = False, bound: float | None = None) ->
 
 @st.composite
 def _logit_rows(draw, fmt: Format, masked: bool = True, bound: float | None = None) -> np.ndarray:
-    n = draw(st.integers(1, 17))
+    n = draw(scalars.lengths())
     m = draw(st.integers(1, 3))
     rows = np.array([[draw(_values(fmt, masked=masked, bound=bound)) for _ in range(n)] for _ in range(m)])
     for r in rows:
@@ -284,7 +287,7 @@ def _soft(draw, fmt: Format):
 
 @st.composite
 def _binary(draw, fmt: Format):
-    z = np.array(draw(st.lists(_values(fmt), min_size=1, max_size=17)))
+    z = np.array([draw(_values(fmt)) for _ in range(draw(scalars.lengths()))])
     y = np.array([draw(st.sampled_from([0.0, 1.0, 0.5, 0.25])) for _ in z])
     return z, y
 
@@ -293,7 +296,7 @@ def _bounded_rows(fmt: Format, k: int):
     bound = math.sqrt(fmt.max_finite) / 4  # squares stay finite
     @st.composite
     def draw_rows(draw):
-        n = draw(st.integers(1, 17))
+        n = draw(scalars.lengths())
         return tuple(np.array([[draw(_values(fmt, bound=bound)) for _ in range(n)]]) for _ in range(k))
     return draw_rows()
 
@@ -301,7 +304,7 @@ def _bounded_rows(fmt: Format, k: int):
 @st.composite
 def _gaussian(draw, fmt: Format):
     bound = math.sqrt(fmt.max_finite) / 64
-    n = draw(st.integers(1, 17))
+    n = draw(scalars.lengths())
     mu = np.array([draw(_values(fmt, bound=bound)) for _ in range(n)])
     y = np.array([draw(_values(fmt, bound=bound)) for _ in range(n)])
     e = np.array([draw(st.floats(-8, 8)) for _ in range(n)])
@@ -311,7 +314,7 @@ def _gaussian(draw, fmt: Format):
 @st.composite
 def _mixture(draw, fmt: Format):
     rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
-    k = draw(st.integers(1, 8))
+    k = draw(scalars.lengths(scalars.SMALL_SIZES))
     m = draw(st.integers(1, 4))
     s = draw(st.sampled_from([0.5, 3.0, 30.0]))
     return (_fit(rng.standard_normal((m, k)) * s, fmt), _fit(rng.standard_normal((m, k)) * s, fmt),
@@ -324,18 +327,18 @@ def _seeded(draw, fmt: Format, make: Callable):
 
 
 def _batch(fmt: Format, rng) -> Group:
-    m, n = int(rng.integers(1, 9)), int(rng.integers(1, 9))
+    m, n = (int(rng.choice(scalars.SMALL_SIZES)) for _ in range(2))
     s = rng.choice(SPREADS)
     return (_fit(rng.standard_normal((1, m, n)) * s, fmt), rng.integers(0, n, size=(1, m)).astype(np.float64))
 
 
 def _factor(fmt: Format, rng) -> Group:
-    d = int(rng.integers(1, 9))
+    d = int(rng.choice(scalars.SMALL_SIZES))
     return (_fit(rng.standard_normal((1, d, d)) * rng.choice([0.01, 1.0, 100.0]), fmt),)
 
 
 def _sample(fmt: Format, rng) -> Group:
-    n = int(rng.integers(1, 18))
+    n = int(rng.choice(scalars.DRAWN_LENGTHS))
     y = np.unique(_fit(rng.standard_normal(4 * n) * rng.choice(SPREADS), fmt))[:n]
     return (rng.permutation(y)[None, :],)
 

@@ -160,8 +160,11 @@ def mantissa(v: np.ndarray, fmt: Format, lo: int, hi: int) -> np.ndarray:
 
 # --- hypothesis ------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=None)
 def floats(fmt: Format, domain: tuple[float, float] | None = None) -> st.SearchStrategy[float]:
-    """Finite fmt values: grid-uniform, near thresholds, subnormal, or simple."""
+    """Finite fmt values: grid-uniform, near thresholds, subnormal, or simple.  Made once per
+    (fmt, domain): composite strategies draw it per element, and a new strategy object costs
+    hypothesis a validation each time (most of a run's time, before this cache)."""
     top = int(ordinal(np.array([fmt.max_finite]), fmt)[0])
     sub = 1 << (fmt.p - 1)
     centres = [int(c) for c in ordinal(thresholds(fmt), fmt)]
@@ -178,6 +181,23 @@ def floats(fmt: Format, domain: tuple[float, float] | None = None) -> st.SearchS
     return values
 
 
+# The lengths hypothesis draws (rows, arrays): both sides of 4-, 8- and 16-lane loops.  Few
+# distinct shapes, so a backend that compiles per shape (JAX: each jax.nn op, each derivative)
+# compiles each op a handful of times; num.length_invariance checks its own lengths (LENGTHS).
+DRAWN_LENGTHS = (1, 2, 3, 4, 7, 8, 9, 16, 17)
+SMALL_SIZES = (1, 2, 3, 4, 7, 8)  # batch sizes, mixture components, factor sizes
+
+
+def lengths(sizes: tuple[int, ...] = DRAWN_LENGTHS) -> st.SearchStrategy[int]:
+    """A drawn length (or size): one of ``sizes``."""
+    return st.sampled_from(sizes)
+
+
+@functools.lru_cache(maxsize=None)
+def _lists(fmt: Format, domain: tuple[float, float] | None, n: int) -> st.SearchStrategy[list[float]]:
+    return st.lists(floats(fmt, domain), min_size=n, max_size=n)
+
+
 def arrays(fmt: Format, domain: tuple[float, float] | None = None) -> st.SearchStrategy[np.ndarray]:
-    """1-d arrays of lengths 1..17 of ``floats``."""
-    return st.lists(floats(fmt, domain), min_size=1, max_size=17).map(lambda v: np.array(v, dtype=np.float64))
+    """1-d arrays of ``floats``, of the lengths in DRAWN_LENGTHS."""
+    return lengths().flatmap(lambda n: _lists(fmt, domain, n)).map(lambda v: np.array(v, dtype=np.float64))

@@ -165,55 +165,15 @@ def same_exact(got: np.ndarray, want: np.ndarray, any_zero_sign: bool = True) ->
 
 # ------------------------------------------------------ structured problems ----
 def exact(f: Callable, problems: list[tuple], fmt: Format) -> precision.Exact:
-    """(hi, lo, cr) of f(ctx, *args) for each problem: args are nested lists of floats, turned
-    into context numbers at each working precision; one correct rounding (precision.py)."""
-    hi, lo, cr = (np.empty(len(problems)) for _ in range(3))
-    for n, args in enumerate(problems):
-        flat, unflatten = _flatten(args)
-        hi[n], lo[n], cr[n] = precision.evaluate(lambda ctx, *a: f(ctx, *unflatten(list(a))), tuple(flat), fmt)
-    return precision.Exact(hi, lo, cr)
+    """(hi, lo, cr) of reference f(ctx, *args) for each problem: args are floats, arrays, nested
+    lists/tuples of them, and ints or strs passed as they are; one correct rounding, cached by
+    the problems' bytes (``tables.exact_problems``)."""
+    ex = tables.exact_problems(f, problems, fmt)
+    return precision.Exact(ex.hi[:, 0], ex.lo[:, 0], ex.cr[:, 0])
 
 
 def approx(f: Callable, problems: list[tuple]) -> np.ndarray:
-    """f to about 64 bits (error scales S, underflow factors c) for each problem."""
-    ctx = precision.context(64)
-    out = []
-    for args in problems:
-        flat, unflatten = _flatten(args)
-        out.append(float(f(ctx, *unflatten([ctx.mpf(a) for a in flat]))))
-    return np.array(out)
+    """f correctly rounded to float64 (error scales S, underflow factors c) for each problem."""
+    return tables.approximate_problems(f, problems)[:, 0]
 
 
-def _flatten(args):
-    """Nested lists/tuples/arrays of floats -> (flat floats, rebuild(flat values)); str/int kept."""
-    flat: list[float] = []
-
-    def walk(a):
-        if isinstance(a, np.ndarray):
-            a = a.tolist()
-        if isinstance(a, (list, tuple)):
-            return type(a)(walk(x) for x in a) if isinstance(a, tuple) else [walk(x) for x in a]
-        if isinstance(a, float):
-            flat.append(a)
-            return _Slot(len(flat) - 1)
-        return a
-    shape = walk(list(args))
-
-    def rebuild(values):
-        def put(s):
-            if isinstance(s, _Slot):
-                return values[s.i]
-            if isinstance(s, tuple):
-                return tuple(put(x) for x in s)
-            if isinstance(s, list):
-                return [put(x) for x in s]
-            return s
-        return put(shape)
-    return flat, rebuild
-
-
-class _Slot:
-    __slots__ = ("i",)
-
-    def __init__(self, i):
-        self.i = i

@@ -38,12 +38,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="accuracy findings fail (as the strict profile does)")
     g.addoption("--ffnspec-no-summary", action="store_true",
                 help="print no ffnspec summary at the end (the ffnspec CLI prints its own)")
+    g.addoption("--ffnspec-jobs", default=None, type=int, metavar="N",
+                help="processes computing the reference tables before the tests [every core]; 1: this one")
 
 
 def _explicit(config: pytest.Config) -> bool:
     o = config.option
     return any([o.ffnspec_backend, o.ffnspec_dtype, o.ffnspec_device, o.ffnspec_clauses,
                 o.ffnspec_xfail_file, o.ffnspec_report, o.ffnspec_cache_dir, o.ffnspec_no_declared, o.ffnspec_strict,
+                o.ffnspec_jobs,
                 o.ffnspec_profile != "fast"])
 
 
@@ -58,14 +61,44 @@ def _session(config: pytest.Config):
                                     cache_dir=o.ffnspec_cache_dir, report=o.ffnspec_report,
                                     strict=o.ffnspec_strict)
         config.stash[_STASH] = sess
+        _import_ffnspec()
     return sess
+
+
+def _import_ffnspec() -> None:
+    """Import every ffnspec module (tests and optional backends aside) before any example is
+    drawn.  Hypothesis also draws literal constants from the source of the project modules
+    loaded when it generates (an editable install counts), so the pool must not depend on what
+    happened to run before: a pytest-xdist worker must draw what a serial run draws."""
+    import importlib
+    import pkgutil
+
+    names = ["ffnspec.cli"]
+    for top in ("ffnspec.spec", "ffnspec.reference", "ffnspec.conformance", "ffnspec.adapters"):
+        package = importlib.import_module(top)  # subpackages are mapped folders: walk each one
+        names += [m.name for m in pkgutil.walk_packages(package.__path__, top + ".")]
+    for name in names:
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf.startswith("test_") or (name.startswith("ffnspec.adapters.") and leaf.endswith("_backend")):
+            continue
+        importlib.import_module(name)
 
 
 _STASH = pytest.StashKey[object]()
 
 
+def _xdist_workers(config: pytest.Config) -> bool:
+    """Whether this process runs the session for pytest-xdist workers (the controller)."""
+    return bool(getattr(config.option, "numprocesses", None)) and getattr(config.option, "dist", "no") != "no"
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "ffnspec(kind): a conformance check run for every clause of that kind")
+    if _xdist_workers(config) and config.option.dist == "load":
+        # every check of one record in one worker: a declared deviation is stale only if none of
+        # the record's checks shows it (pytest_runtest_makereport); the checks are grouped below
+        config.option.dist = "loadgroup"
     if _explicit(config):
         _session(config)  # validate options now: bad input is one clear usage error
 
@@ -86,10 +119,16 @@ def _key(rec) -> tuple:
     return rec.clause, rec.dtype, rec.device, rec.mode
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
     sess = config.stash.get(_STASH, None)
     if sess is None:
         return
+    if hasattr(config, "workerinput"):
+        for item in items:
+            case = _case(item)
+            if case is not None and hasattr(case, "record"):
+                item.add_marker(pytest.mark.xdist_group(name="|".join(map(str, _key(case.record)))))
     for item in items:
         case = _case(item)
         if getattr(case, "deviation", None) is not None:
@@ -103,11 +142,32 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                                      f"backend={d.backend!r} dtype={d.dtype!r} mode={d.mode!r}"))
 
 
+_PREBUILT = pytest.StashKey[bool]()
+
+
+def _prebuild(config: pytest.Config) -> None:
+    """Compute the run's bulk reference values before any test, once, in the process that
+    starts the run (under pytest-xdist the controller; workers then find them cached)."""
+    sess = config.stash.get(_STASH, None)
+    if sess is None or config.stash.get(_PREBUILT, False) or hasattr(config, "workerinput"):
+        return
+    config.stash[_PREBUILT] = True
+    from ffnspec.conformance.machinery import prebuild
+    prebuild.run(config, sess)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _prebuild(session.config)  # before pytest-xdist starts its workers
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     sess = session.config.stash.get(_STASH, None)
     if sess is None:
         return
+    _prebuild(session.config)  # a run whose session was made at collection (no --ffnspec-* option)
     sess.pending.clear()
+    sess.item_order = {item.nodeid: i for i, item in enumerate(session.items)}
     for item in session.items:  # how many checks (values, special values, ...) share each record key
         case = _case(item)
         if case is not None and hasattr(case, "record"):
@@ -130,6 +190,7 @@ def pytest_runtest_makereport(item, call):
             rec.verdict = "skipped"
         if rep.when == "teardown" and sess is not None and not any(r is rec for r in sess.records):
             sess.records.append(rec)
+            sess.record_items.append(getattr(sess, "item_order", {}).get(item.nodeid, len(sess.records)))
         return
     from ffnspec.conformance.machinery.harness import AdapterFault
     from ffnspec.conformance.machinery.records import ConformanceFailure
@@ -187,10 +248,36 @@ def pytest_runtest_makereport(item, call):
             del rep.wasxfail  # else pytest counts it as an xpass, not a failure
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """pytest-xdist controller: a worker's records, with their items' collection positions."""
+    data = getattr(node, "workeroutput", {}).get("ffnspec_records")
+    if data is None:
+        return
+    import pickle
+    from ffnspec.conformance.machinery.records import Record
+    sess = _session(node.config)
+    for position, fields in pickle.loads(data):
+        sess.records.append(Record(**fields))
+        sess.record_items.append(position)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     sess = session.config.stash.get(_STASH, None)
     if sess is None or not sess.records:
         return
+    config = session.config
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: the controller writes the report
+        import dataclasses
+        import pickle
+        config.workeroutput["ffnspec_records"] = pickle.dumps([
+            (i, {f.name: getattr(r, f.name) for f in dataclasses.fields(r) if f.name != "scope"})
+            for i, r in zip(sess.record_items, sess.records)])
+        return
+    if len(sess.record_items) == len(sess.records):  # the serial order, whoever ran them
+        order = sorted(range(len(sess.records)), key=sess.record_items.__getitem__)
+        sess.records[:] = [sess.records[i] for i in order]
+        sess.record_items[:] = [sess.record_items[i] for i in order]
     out = session.config.option.ffnspec_report
     if out:
         from ffnspec.conformance.machinery import report

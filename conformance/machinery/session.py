@@ -75,7 +75,9 @@ class Case:
         def explore(z):
             check(self.clause, self.target, self.record, z, **kw)
 
-        explore()
+        from ffnspec.reference import tables
+        with tables.exploring():  # drawn values are this run's own: the cache does not grow with seeds
+            explore()
 
 
 def check_writable_dir(path: str, option: str) -> None:
@@ -142,7 +144,9 @@ def explore_groups(case: Case, check: Callable, **kw) -> None:
     def explore(group):
         check(case.clause, case.target, case.record, group, **kw)
 
-    explore()
+    from ffnspec.reference import tables
+    with tables.exploring():  # drawn groups are this run's own: the cache does not grow with seeds
+        explore()
 
 
 @dataclass
@@ -155,6 +159,7 @@ class Session:
     profile: str
     deviations: list[xfails.Deviation] = field(default_factory=list)
     records: list[Record] = field(default_factory=list)  # one per check run; report.merged() folds them
+    record_items: list[int] = field(default_factory=list)  # each record's test item, by collection position
     pending: dict[tuple, int] = field(default_factory=dict)  # record key -> checks not yet run
     excused: set[tuple] = field(default_factory=set)        # keys where a declared deviation showed (or no op)
     strict: bool = False                                     # accuracy findings fail
