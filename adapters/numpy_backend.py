@@ -66,10 +66,23 @@ def _shifted(z):
     return z - np.max(z, axis=-1, keepdims=True)
 
 
+def _log_sum_exp_shifted(t):
+    """log sum_j e^{t_j} for t = z - max z, as log1p of all terms but the first maximum (e^0 = 1):
+    terms below u survive, where log(sum) would round 1 + r (out.logsumexp's accuracy).  Rows
+    whose maximum is not 0 (all -inf, an inf, a NaN) take log(sum) and its IEEE special values."""
+    e = np.exp(t)
+    k = np.argmax(t, axis=-1)[..., None]
+    rest = e.copy()
+    np.put_along_axis(rest, k, 0.0, axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.take_along_axis(t, k, axis=-1) == 0, np.log1p(np.sum(rest, axis=-1, keepdims=True)),
+                        np.log(np.sum(e, axis=-1, keepdims=True)))
+
+
 def _logsumexp(z):
     m = np.max(z, axis=-1, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)  # all -inf -> -inf; a +inf entry -> +inf (no inf - inf)
-    return m[..., 0] + np.log(np.sum(np.exp(z - m), axis=-1))
+    return (m + _log_sum_exp_shifted(z - m))[..., 0]
 
 
 def _softmax(z):
@@ -79,7 +92,7 @@ def _softmax(z):
 
 def _log_softmax(z):
     t = _shifted(z)
-    return t - np.log(np.sum(np.exp(t), axis=-1, keepdims=True))
+    return t - _log_sum_exp_shifted(t)
 
 
 def _take(a, y):

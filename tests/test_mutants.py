@@ -74,7 +74,8 @@ def test_mutants_name_real_clauses() -> None:
             assert clause in ids and mode in (None, "vjp", "jvp") and dtype in (None, *m.dtypes_run), (m.__name__, e)
 
 
-FINDING_MUTANTS = [m for m in MUTANTS + [getattr(mutants, n) for n in dir(mutants)] if getattr(m, "finds", ())]
+FINDING_MUTANTS = [m for m in MUTANTS + [getattr(mod, n) for mod in (mutants, mutants_out) for n in dir(mod)]
+                   if getattr(m, "finds", ())]
 FINDING_MUTANTS = list(dict.fromkeys(FINDING_MUTANTS))
 
 
