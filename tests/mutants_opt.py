@@ -71,14 +71,8 @@ class CoupledAdamW(OptMutant):
 
 
 def _no_bias_correction(s, g, step, lr, beta1, beta2, eps, weight_decay=0.0, decoupled=False):
-    theta, m, v = s[0], s[1], s[2]
-    if decoupled:
-        theta = theta * (1 - lr * weight_decay)
-    elif weight_decay:
-        g = g + weight_decay * theta
-    m = beta1 * m + (1 - beta1) * g
-    v = beta2 * v + (1 - beta2) * g * g
-    return np.stack([theta - lr * m / (np.sqrt(v) + eps), m, v])
+    """Adam at a step count so large that beta^t underflows to 0: both corrections 1 - beta^t = 1."""
+    return _adam_step(s, g, 10 ** 6, lr, beta1, beta2, eps, weight_decay, decoupled)
 
 
 class AdamNoBiasCorrection(OptMutant):
