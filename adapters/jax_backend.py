@@ -181,12 +181,12 @@ _OPS.update({
     "lstsq": (_wide(lambda A, y: jnp.linalg.lstsq(A, y)[0]), "jnp.linalg.lstsq"),
     "init_xavier_uniform": (lambda w, gain=1.0, seed=0: _scaling(gain ** 2, "fan_avg", "uniform")(
         _key(seed), w.shape, w.dtype), "jax.nn.initializers.glorot_uniform"),
-    "init_xavier_normal": (lambda w, gain=1.0, seed=0: _scaling(gain ** 2, "fan_avg", "normal")(
-        _key(seed), w.shape, w.dtype), "jax.nn.initializers.variance_scaling"),
+    "init_xavier_normal": (lambda w, gain=1.0, seed=0: _scaling(gain ** 2, "fan_avg", "truncated_normal")(
+        _key(seed), w.shape, w.dtype), "jax.nn.initializers.glorot_normal"),
     "init_kaiming_uniform": (lambda w, gain=1.0, mode="fan_in", seed=0: _scaling(gain ** 2, _MODES[mode], "uniform")(
         _key(seed), w.shape, w.dtype), "jax.nn.initializers.variance_scaling"),
-    "init_kaiming_normal": (lambda w, gain=1.0, mode="fan_in", seed=0: _scaling(gain ** 2, _MODES[mode], "normal")(
-        _key(seed), w.shape, w.dtype), "jax.nn.initializers.variance_scaling"),
+    "init_kaiming_normal": (lambda w, gain=1.0, mode="fan_in", seed=0: _scaling(gain ** 2, _MODES[mode], "truncated_normal")(
+        _key(seed), w.shape, w.dtype), "jax.nn.initializers.he_normal"),
     "init_orthogonal": (_wide(lambda w, gain=1.0, seed=0: jax.nn.initializers.orthogonal(scale=gain)(
         _key(seed), w.shape, w.dtype)), "jax.nn.initializers.orthogonal"),
     "init_zeros": (lambda w: jax.nn.initializers.zeros(_key(0), w.shape, w.dtype), "jax.nn.initializers.zeros"),
@@ -228,8 +228,9 @@ if optax is not None:
         "adam_step": (_adam_step, "optax.adamw"),
         "lr_exponential": (_lr_exponential, "optax.exponential_decay"),
     })
-# optax.trace: v = mu v + g, then scale(-lr) (spec/60_opt.toml [opt.momentum.forms])
-OPT_CONVENTIONS = {"momentum_form": "framework"}
+# optax.trace: v = mu v + g, then scale(-lr) (spec/60_opt.toml [opt.momentum.forms]); glorot_normal and
+# he_normal are variance_scaling(..., "truncated_normal"): N(0, s'^2) cut at +-2 s' (spec/70_init.toml)
+OPT_CONVENTIONS = {"momentum_form": "framework", "init_normal_law": "truncated_normal"}
 
 
 class JaxBackend:

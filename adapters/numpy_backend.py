@@ -262,7 +262,7 @@ _XOI_OPS: dict[str, Callable] = {
     "init_zeros": np.zeros_like,
 }
 # the momentum form the optimizer steps implement (spec/60_opt.toml [opt.momentum.forms])
-OPT_CONVENTIONS = {"momentum_form": "framework"}
+OPT_CONVENTIONS = {"momentum_form": "framework", "init_normal_law": "normal"}
 
 
 class NumpyArrays:

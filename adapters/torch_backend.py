@@ -212,7 +212,7 @@ _OPS.update({
     "init_zeros": (lambda w: torch.nn.init.zeros_(torch.empty_like(w)), "torch.nn.init.zeros_"),
 })
 # torch.optim.SGD's momentum: v = mu v + g, theta -= lr v (spec/60_opt.toml [opt.momentum.forms])
-OPT_CONVENTIONS = {"momentum_form": "framework"}
+OPT_CONVENTIONS = {"momentum_form": "framework", "init_normal_law": "normal"}
 
 
 _literal = python_literal

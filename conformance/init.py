@@ -91,6 +91,18 @@ def _normal_cdf(x: np.ndarray, s: float) -> np.ndarray:
     return 0.5 * np.array([math.erfc(-v / (s * _SQRT2)) for v in x.tolist()])
 
 
+# The truncated law of jax.nn.initializers (and Keras): N(0, s'^2) cut at +-2 s' with
+# s' = s / TRUNC_STD, TRUNC_STD the standard deviation of N(0, 1) truncated to (-2, 2), so that the
+# variance is s^2 as the clause states.
+TRUNC_STD = 0.87962566103423978
+_PHI2 = 0.5 * math.erfc(-2 / _SQRT2)
+
+
+def _truncated_cdf(x: np.ndarray, s: float) -> np.ndarray:
+    sp = s / TRUNC_STD
+    return np.clip((_normal_cdf(np.clip(x, -2 * sp, 2 * sp), sp) - (1 - _PHI2)) / (2 * _PHI2 - 1), 0.0, 1.0)
+
+
 def _uniform_cdf(x: np.ndarray, a: float) -> np.ndarray:
     return np.clip((x + a) / (2 * a), 0.0, 1.0)
 
@@ -110,7 +122,7 @@ def slacks(fmt, family: str) -> tuple[float, float]:
     u|x|, i.e. the CDF by u sup|x f(x)| (1/2 uniform, phi(1) = 0.242 normal), and x^2 by 2u + u^2;
     the grid's second moment differs by at most a relative 2u more."""
     u = fmt.unit_roundoff
-    xf = 0.5 if family == "uniform" else 0.2420
+    xf = {"uniform": 0.5, "normal": 0.2420, "truncated_normal": 0.2420 / (2 * _PHI2 - 1)}[family]
     return 2.0 ** (1 - fmt.p) + u * xf, 4 * u + u * u
 
 
@@ -119,13 +131,14 @@ def distribution_test(x: np.ndarray, family: str, scale: float, fmt) -> dict:
     in units of their thresholds (<= 1 passes)."""
     n = x.size
     ks_slack, m_slack = slacks(fmt, family)
-    cdf = (lambda v: _uniform_cdf(v, scale)) if family == "uniform" else (lambda v: _normal_cdf(v, scale))
+    cdf = {"uniform": lambda v: _uniform_cdf(v, scale), "normal": lambda v: _normal_cdf(v, scale),
+           "truncated_normal": lambda v: _truncated_cdf(v, scale)}[family]
     D = ks_statistic(x, cdf)
     ks = D / (ref.dkw_epsilon(n) + ks_slack)
     M = float(np.mean(np.square(x, dtype=np.float64)))
-    if family == "uniform":
-        var = scale ** 2 / 3
-        t = ref.hoeffding_t(n, scale ** 2) + m_slack * var
+    if family != "normal":   # bounded draws: x^2 in [0, c], Hoeffding
+        var, c = (scale ** 2 / 3, scale ** 2) if family == "uniform" else (scale ** 2, 4 * (scale / TRUNC_STD) ** 2)
+        t = ref.hoeffding_t(n, c) + m_slack * var
         mom = abs(M - var) / t
     else:
         var = scale ** 2
@@ -144,12 +157,22 @@ def power(family: str, fmt, n: int) -> dict:
                         ("fans swapped'", 0.25), ("gain sqrt2 vs 1", 2.0)):
         if family == "normal":
             out[name] = ref.chi2_power_miss(n, ratio, m_slack)
-        else:  # x^2 in [0, c] with c the alternative's a^2 = 3 ratio var: Hoeffding on the gap
-            var = 1.0 / 3
-            t_null = ref.hoeffding_t(n, 1.0) + m_slack * var
+        else:  # x^2 in [0, c]; the alternative's c is ratio times the null's: Hoeffding on the gap
+            var, c = (1.0 / 3, 1.0) if family == "uniform" else (1.0, 4 / TRUNC_STD ** 2)
+            t_null = ref.hoeffding_t(n, c) + m_slack * var
             gap = abs(ratio - 1) * var - t_null
-            out[name] = 1.0 if gap <= 0 else min(1.0, 2 * math.exp(-2 * n * gap ** 2 / (3 * ratio * var) ** 2))
+            out[name] = 1.0 if gap <= 0 else min(1.0, 2 * math.exp(-2 * n * gap ** 2 / (ratio * c) ** 2))
     return out
+
+
+def normal_law(clause, target) -> tuple[str, list[dict]]:
+    """The declared law of the 'normal' initialisers (conventions["init_normal_law"], the row of the
+    clause's conventions table; undeclared: the preferred N(0, sigma^2)) and the rows relied on."""
+    row = dict(clause.conventions[0], clause=clause.id)
+    law = str(target.backend.conventions.get(row["name"], row["preferred"]))
+    if law not in row["allowed"]:
+        law = row["preferred"]   # a declaration outside the table: judged by the preferred law (it fails if drawn otherwise)
+    return law, [row]
 
 
 def _dist_check(clause, target, record, op: str, family: str, configs):
@@ -192,8 +215,10 @@ def xavier_uniform(clause, target, record, z):
 
 @register("xavier_normal", fixed=True)
 def xavier_normal(clause, target, record, z):
-    _dist_check(clause, target, record, "init_xavier_normal", "normal",
+    law, used = normal_law(clause, target)
+    _dist_check(clause, target, record, "init_xavier_normal", law,
                 [({"gain": 1.0}, ("init.xavier_normal_std", _XAVIER))])
+    return used
 
 
 @register("kaiming_uniform", fixed=True)
@@ -205,9 +230,11 @@ def kaiming_uniform(clause, target, record, z):
 
 @register("kaiming_normal", fixed=True)
 def kaiming_normal(clause, target, record, z):
-    _dist_check(clause, target, record, "init_kaiming_normal", "normal",
+    law, used = normal_law(clause, target)
+    _dist_check(clause, target, record, "init_kaiming_normal", law,
                 [({"gain": _SQRT2, "mode": "fan_in"}, ("init.kaiming_std", _KAIMING)),
                  ({"gain": _SQRT2, "mode": "fan_out"}, ("init.kaiming_std", _KAIMING))])
+    return used
 
 
 # ------------------------------------------------------------------ orthogonal ----

@@ -39,6 +39,19 @@ def _no_sign_fix(w, gain=1.0, seed=0):
     return (gain * (q if rows >= cols else q.T)).astype(w.dtype)
 
 
+def _truncated(w, gain=1.0, seed=0):
+    """N(0, s'^2) cut at +-2 s' (s' = s / 0.8796) by rejection: the variance is s^2, the law is not normal."""
+    s = gain * np.sqrt(2.0 / (w.shape[0] + w.shape[1])) / 0.87962566103423978
+    x = _rng(seed).standard_normal(4 * w.size)
+    return (s * x[np.abs(x) < 2][:w.size].reshape(w.shape)).astype(w.dtype)
+
+
+class TruncatedUndeclared(InitMutant):
+    defect = "Glorot normal drawn from the truncated law (right variance) while the untruncated law is declared"
+    catches = ("init.xavier_normal",)
+    replace = {"init_xavier_normal": _truncated}
+
+
 class OrthogonalNoSignFix(InitMutant):
     defect = "orthogonal init from QR without the sign fix q * sign(diag r): not Haar"
     catches = ("init.orthogonal",)

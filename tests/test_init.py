@@ -35,7 +35,7 @@ def test_budget_covers_a_run():
 
 
 @pytest.mark.parametrize("fmt", ["float16", "bfloat16", "float32", "float64"])
-@pytest.mark.parametrize("family", ["uniform", "normal"])
+@pytest.mark.parametrize("family", ["uniform", "normal", "truncated_normal"])
 def test_power_against_named_errors(fmt, family):
     # A 5 % sigma error, swapped fans and a wrong gain are each missed with probability <= 1e-3.  [init.*]
     miss = check.power(family, FORMATS[fmt], N)
