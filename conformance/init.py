@@ -12,7 +12,9 @@ import math
 
 import numpy as np
 
+from ffnspec import spec
 from ffnspec.conformance.checks.composites import register
+from ffnspec.conformance.machinery.harness import Target
 from ffnspec.conformance.machinery.measure import same_exact, two_eta, u_acc
 from ffnspec.conformance.machinery.records import conclude
 from ffnspec.conformance.machinery.reproduce import named
@@ -28,7 +30,7 @@ def _seed(offset: int) -> int:
 
 
 # -------------------------------------------------------------- saddle, symmetry ----
-def tanh_mlp_mse(ops, X, Y, W1, b1, W2, b2):
+def tanh_mlp_mse(ops, X: object, Y: object, W1: object, b1: object, W2: object, b2: object) -> object:
     """A one-hidden-layer tanh network's MSE (tanh(0) = 0: zero weights give zero hidden outputs)."""
     return ops.mse(ops.linear(ops.tanh(ops.linear(X, W1, b1)), W2, b2), Y)
 
@@ -165,7 +167,7 @@ def power(family: str, fmt, n: int) -> dict:
     return out
 
 
-def normal_law(clause, target) -> tuple[str, list[dict]]:
+def normal_law(clause: spec.Clause, target: Target) -> tuple[str, list[dict]]:
     """The declared law of the 'normal' initialisers (conventions["init_normal_law"], the row of the
     clause's conventions table; undeclared: the preferred N(0, sigma^2)) and the rows relied on."""
     row = dict(clause.conventions[0], clause=clause.id)

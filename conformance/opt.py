@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ffnspec import spec
 from ffnspec.conformance.checks.composites import register
-from ffnspec.conformance.machinery.harness import NotImplementedByBackend
+from ffnspec.conformance.machinery.harness import NotImplementedByBackend, Target
 from ffnspec.conformance.machinery.measure import two_eta
 from ffnspec.conformance.machinery.records import conclude
 from ffnspec.conformance.machinery.reproduce import named
@@ -178,7 +179,7 @@ def descent_lemma(clause, target, record, z):
 
 
 def spec_k(clause_id: str) -> float:
-    from ffnspec import spec
+    """k (the MUST bound) of another clause, whose derivation a check reuses."""
     return spec.clause(clause_id).tolerance.must
 
 
@@ -308,12 +309,15 @@ def minibatch_mean(clause, target, record, z):
              inputs=[np.arange(gB.size, dtype=float)], got=gB, want=mean)
 
 
-def mlp_mse(ops, X, Y, W1, b1, W2, b2):
+def mlp_mse(ops, X: object, Y: object, W1: object, b1: object, W2: object, b2: object) -> object:
     """The 2-2-1 ReLU network's MSE on (X, Y): the XOR program of §6.1 with a square loss."""
     return ops.mse(ops.linear(ops.relu(ops.linear(X, W1, b1)), W2, b2), Y)
 
 
-def backend_gradient(target, program, X, Y, params, uses):
+def backend_gradient(target: Target, program, X: np.ndarray, Y: np.ndarray, params: list[np.ndarray],
+                     uses: list[str]) -> list[np.ndarray]:
+    """The backend's reverse-mode gradient of program(ops, X, Y, *params) (a scalar loss) w.r.t. params,
+    X and Y bound as backend constants."""
     consts = [target.to_backend(X), target.to_backend(Y)]
     _, grads = target.gradient(_Program(program, consts), list(params), np.array(1.0), mode="vjp", shape=(), uses=uses)
     return grads

@@ -12,6 +12,7 @@ import numpy as np
 
 from ffnspec.conformance.checks.composites import register
 from ffnspec.conformance.machinery import measure
+from ffnspec.conformance.machinery.harness import Target
 from ffnspec.conformance.machinery.measure import same_exact, two_eta
 from ffnspec.conformance.machinery.records import conclude
 from ffnspec.conformance.machinery.reproduce import named
@@ -28,7 +29,7 @@ def _exact(name: str, problems: list[tuple], fmt):
     return tables.exact_problems(function(name), problems, fmt)
 
 
-def dense(target, x: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+def dense(target: Target, x: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The backend's dense layer x W + b (op linear), supervised."""
     return target.apply("linear", x, W, b, shape=(x.shape[0], W.shape[1]))
 
