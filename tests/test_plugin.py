@@ -162,6 +162,18 @@ def test_scoped_deviation_excuses_only_its_scope(pytester, scope, verdict):
         assert rec["unexcused"] == 0 and ret == pytest.ExitCode.OK, out
 
 
+@pytest.mark.parametrize("region, verdict", [("[[-40.0, 40.0]]", "deviation"), ("[[20.0, 40.0]]", "fail")])
+def test_scoped_deviation_of_a_one_check_record(pytester, region, verdict):
+    # The record's only check fails outside the scope: a failure, never "declared deviation did
+    # not occur" (softplus(z) = z for z > 20 breaks the reflection at z < -20 too).  [act.softplus.reflection]
+    ret, report, out = run_suite(pytester, "tests.mutants:SoftplusThreshold20", ("float64",), ("act.softplus.reflection",),
+                                 xfail_file(pytester, '[[deviation]]\nclause = "act.softplus.reflection"\n'
+                                                      f'reason = "threshold 20"\nregion = {region}\n'), cache=False)
+    (rec,) = report["records"]
+    assert rec["verdict"] == verdict, (rec["verdict"], rec["message"])
+    assert (ret == pytest.ExitCode.OK) == (verdict == "deviation"), out
+
+
 def test_deviation_scoped_to_one_mode(pytester):
     # mode = "jvp" excuses forward mode only; reverse mode is still checked.  [act.sigmoid.grad]
     ret, report, out = run_suite(pytester, "tests.mutants:SigmoidGradJvpOnly", ("float32",), ("act.sigmoid.grad",),

@@ -238,7 +238,7 @@ def pytest_runtest_makereport(item, call):
     sess.pending[key] -= 1
     if rec.verdict in ("deviation", "not_implemented"):
         sess.excused.add(key)
-    if sess.pending[key] == 0 and key not in sess.excused:
+    if sess.pending[key] == 0 and key not in sess.excused and rec.verdict in ("pass", "xpass"):
         # the last check of a record under a declared deviation, and none of them deviated: stale
         rec.verdict = "xpass"
         rec.message = (f"{case.clause.citation}: declared deviation did not occur, the declaration is stale: "

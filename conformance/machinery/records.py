@@ -156,11 +156,11 @@ def assess_accuracy(record: Record, clause: Clause, target: Target, *, inputs: l
     else:
         flat = [float(v) for a in inputs for v in np.ravel(a)]
         shown = ", ".join(format_float(v) for v in flat[:24]) + (f", ... ({len(flat)} values)" if len(flat) > 24 else "")
-    unit = "ULP of the exact value" if clause.tolerance.accuracy_scale is None else \
-        f"k of {bound:g} u (|t| + S_acc) + eta, S_acc = {clause.tolerance.accuracy_scale}"
+    criterion = f"error <= {bound:g} ULP of the exact value" if clause.tolerance.accuracy_scale is None else \
+        f"|g - t| <= k u (|t| + S_acc) + eta with k = {bound:g}, S_acc = {clause.tolerance.accuracy_scale} (error in k)"
     record.finding = "\n".join([
         f"{clause.citation} {clause.title}: accuracy finding",
-        f"  accuracy criterion: error <= {bound:g} {unit} (a good implementation achieves this; "
+        f"  accuracy criterion: {criterion} (a good implementation achieves this; "
         f"the MUST bound is met)",
         f"  backend {target.backend.name} / {target.dtype} / {target.device}" + (f" / {record.mode}" if record.mode else ""),
         f"  worst input: ({shown}) -> got {format_float(float(np.ravel(output)[i]))}, "
