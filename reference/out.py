@@ -159,6 +159,16 @@ def softmax_jvp(ctx, z, t):
     return [x * y for x, y in zip(a, c)]
 
 
+def logsumexp_vjp(ctx, z, c):
+    """c grad lse(z) = c softmax(z) (§6.2.2.3: the gradient of the log-partition is the softmax)."""
+    return [c * x for x in softmax(ctx, z)]
+
+
+def logsumexp_jvp(ctx, z, t):
+    """grad lse(z)^T t = sum_j a_j t_j."""
+    return ctx.fsum(x * y for x, y in zip(softmax(ctx, z), t))
+
+
 softmax_vjp = softmax_jvp
 
 
@@ -473,14 +483,41 @@ def log_softmax_jvp_acc(ctx, z, t):
     return [(2 * n - 1) * ctx.fsum(x * abs(y) for x, y in zip(a, t))] * n
 
 
-def cross_entropy_vjp_scale(ctx, z, y, c):
-    """|c| (a_i rho_i + a_i)."""
+def logsumexp_vjp_scale(ctx, z, c):
+    """|c| (a_i rho_i + a_i): a_i's error (computed, or recovered from the stored output) and the product."""
     a, ar = _a_rho(ctx, z)
     return [abs(c) * (q + x) for x, q in zip(a, ar)]
 
 
-def cross_entropy_vjp_acc(ctx, z, y, c):
+def logsumexp_vjp_acc(ctx, z, c):
     return [abs(c) * (len(z) - 1) * x for x in softmax(ctx, z)]
+
+
+def logsumexp_vjp_underflow(ctx, z, c):
+    return [abs(c)] * len(z)
+
+
+def logsumexp_jvp_scale(ctx, z, t):
+    """sum_j (a_j rho_j + a_j) |t_j| + |sum_j a_j t_j|: each a_j's error, the products, the sum."""
+    a, ar = _a_rho(ctx, z)
+    return ctx.fsum((q + x) * abs(s) for x, q, s in zip(a, ar, t)) + abs(ctx.fsum(x * s for x, s in zip(a, t)))
+
+
+def logsumexp_jvp_acc(ctx, z, t):
+    return (2 * len(z) - 1) * ctx.fsum(x * abs(s) for x, s in zip(softmax(ctx, z), t))
+
+
+def logsumexp_jvp_underflow(ctx, z, t):
+    return ctx.fsum(abs(x) for x in t)
+
+
+def cross_entropy_vjp_scale(ctx, z, y, c):
+    """|c| (a_i rho_i + a_i): logsumexp's (the onehot subtraction is in the u |g_i| term)."""
+    return logsumexp_vjp_scale(ctx, z, c)
+
+
+def cross_entropy_vjp_acc(ctx, z, y, c):
+    return logsumexp_vjp_acc(ctx, z, c)
 
 
 def cross_entropy_jvp_scale(ctx, z, y, t):

@@ -405,6 +405,13 @@ class SoftmaxAccumulatesIn16Bit(OutMutant):
         self.ops = OpTable({**self.ops, "softmax": self._quiet(softmax), "logsumexp": self._quiet(logsumexp)})
 
 
+class LogsumexpGradUnnormalised(OutMutant):
+    defect = "d lse / dz = exp(z) (the normalisation by sum e^z forgotten) in both AD modes"
+    catches = ("out.logsumexp.grad/vjp", "out.logsumexp.grad/jvp")
+    rules = {"logsumexp": (lambda xp, ops, ans, g, z: (xp.asarray(g)[..., None] * xp.exp(z),),
+                           lambda xp, ops, ans, ts, z: xp.sum(xp.exp(z) * ts[0], axis=-1))}
+
+
 MUTANTS = [c for c in OutMutant.__subclasses__() if c.catches]
 
 
@@ -433,3 +440,4 @@ class LogSoftmaxLogOfSum(OutMutant):
                "cross_entropy": lambda z, y: -np.take_along_axis(
                    (lambda t: t - _log_of_sum(t))(z - np.max(z, axis=-1, keepdims=True)),
                    np.asarray(y).astype(np.int64)[..., None], axis=-1)[..., 0]}
+
