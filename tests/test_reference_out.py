@@ -62,13 +62,15 @@ def _derivative_clauses():
     return [c for c in spec.clauses() if c.kind == "reduction_derivative"]
 
 
+def _step(x, h, d):
+    """x + h d, elementwise over (nested) lists: rows and batches."""
+    return [_step(a, h, b) for a, b in zip(x, d)] if isinstance(x, list) else x + h * d
+
+
 def _shift(item, wrt, h, t):
     out_ = list(item)
     for k, i in enumerate(wrt):
-        if isinstance(item[i], list):
-            out_[i] = [x + h * d for x, d in zip(item[i], t[k])]
-        else:
-            out_[i] = item[i] + h * t[k]
+        out_[i] = _step(item[i], h, t[k])
     return out_
 
 
@@ -87,7 +89,7 @@ def test_directional_derivatives_match_numerical(clause):
         x = [_mp(ctx, a) for a in item]
         y0 = _flat(value(ctx, *x))
         v = [ctx.mpf(float(s)) for s in rng.standard_normal(len(y0))]
-        t = [(rng.standard_normal(len(item[i])).tolist() if isinstance(item[i], list) else float(rng.standard_normal()))
+        t = [(rng.standard_normal(np.shape(item[i])).tolist() if isinstance(item[i], list) else float(rng.standard_normal()))
              for i in wrt]
         tm = [_mp(ctx, a) for a in t]
 
