@@ -600,6 +600,8 @@ ROWS = ("softmax", "log_softmax", "logsumexp")
 SHAPES = ((2, 3), (3,), (3, 2), (2, 1), (1, 3), ())
 VALUES = tuple(np.arange(-2, 2.01, 0.125).tolist())
 MAX_MAGNITUDE = 64.0
+OPS = ("mul", "add", "tanh", "matmul", "sum", "sub", "sigmoid", "div", "exp", "log", "sin", "cos", "softplus",
+       "log_sigmoid", "neg", "mean", "softmax", "log_softmax", "logsumexp", "maximum", "relu")
 
 
 @dataclass
@@ -636,8 +638,9 @@ def _binary(op: str, a: _Val, b: _Val) -> _Val | None:
 
 
 def _candidates(vals: list[_Val]) -> list[tuple]:
+    """Every (node, value) that may follow; the latest value's first (so programs grow deep)."""
     out = []
-    for i, v in enumerate(vals):
+    for i, v in reversed(list(enumerate(vals))):
         for op in UNARY:
             r = _unary(op, v)
             if r is not None and r.mag <= MAX_MAGNITUDE:
@@ -653,7 +656,7 @@ def _candidates(vals: list[_Val]) -> list[tuple]:
                 out.append((("softmax", (i,)), _Val(v.shape, 1.0, math.exp(-2 * v.mag) / n)))
                 out.append((("log_softmax", (i,)), _Val(v.shape, 2 * v.mag + math.log(n), None)))
                 out.append((("logsumexp", (i,)), _Val(v.shape[:-1], v.mag + math.log(n), None)))
-        for j, w in enumerate(vals):
+        for j, w in reversed(list(enumerate(vals))):
             for op in BINARY:
                 r = _binary(op, v, w)
                 if r is not None and r.mag <= MAX_MAGNITUDE:
@@ -678,7 +681,9 @@ def graph_problems(target: Target, *, scalar: bool):
         vals = [_Val(tuple(s), 2.0, None) for s in shapes]
         nodes = []
         for _ in range(draw(st.integers(1, 6))):
-            node, v = draw(st.sampled_from(_candidates(vals)))
+            every = _candidates(vals)
+            op = draw(st.sampled_from(OPS))  # the op first, uniformly: then its arguments
+            node, v = draw(st.sampled_from([c for c in every if c[0][0] == op] or every))
             nodes.append(node)
             vals.append(v)
         if scalar and vals[-1].shape:
