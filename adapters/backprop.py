@@ -518,11 +518,17 @@ def _apply_rule(xp, ops: OpTable, f: Callable, ans, first, vals, params=None):
     return f(xp, ops, ans, first, *vals, **(params or {}))
 
 
-def vjp(xp, ops: OpTable, fn: Callable, primals: Sequence[Any], cotangent: Any) -> tuple[Any, tuple]:
-    """Reverse mode: (fn(ops, *primals), grad of <cotangent, fn> w.r.t. each primal)."""
+def vjp(xp, ops: OpTable, fn: Callable, primals: Sequence[Any], cotangent: Any,
+        stats: dict | None = None) -> tuple[Any, tuple]:
+    """Reverse mode: (fn(ops, *primals), grad of <cotangent, fn> w.r.t. each primal).  With
+    ``stats``, counts the edges of the tape (``edges``) and the derivative applications of the
+    sweep (``applications``: one per edge whose contribution is formed): grad_table memoises
+    each node's gradient, so every edge is visited once (§6.5.6)."""
     tape: list[_Node] = []
     inputs = [_Node(p, []) for p in primals]
     out = fn(_traced_ops(xp, ops, tape), *inputs)
+    if stats is not None:
+        stats["edges"] = sum(len(n.parents) if n.rule is None else sum(p is not None for p in n.rule[2]) for n in tape)
     grad = {id(out): cotangent}
     with _quiet(xp):
         for node in reversed(tape):
@@ -535,12 +541,19 @@ def vjp(xp, ops: OpTable, fn: Callable, primals: Sequence[Any], cotangent: Any) 
                     if parent is not None and c is not None:
                         c = _astype(xp, xp.asarray(c), parent.value.dtype)
                         _accumulate(xp, grad, parent, c)
+                        _tally(stats, "applications")
                 continue
             for parent, partial in node.parents:
                 contribution = _astype(xp, g * partial, g.dtype) if hasattr(g, "dtype") else g * partial
                 _accumulate(xp, grad, parent, contribution)
+                _tally(stats, "applications")
     zeros = [xp.zeros_like(p) for p in primals]
     return out.value, tuple(grad.get(id(n), z) for n, z in zip(inputs, zeros))
+
+
+def _tally(stats: dict | None, key: str) -> None:
+    if stats is not None:
+        stats[key] = stats.get(key, 0) + 1
 
 
 def jvp(xp, ops: OpTable, fn: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, Any]:

@@ -233,6 +233,13 @@ class NumpyArrays:
     def jvp(self, fn: Callable, primals: Sequence[Any], tangents: Sequence[Any]):
         return backprop.jvp(np, self.ops, fn, primals, tangents)
 
+    def count_vjp(self, fn: Callable, primals: Sequence[Any], cotangent: Any) -> dict[str, int]:
+        """The engine's own counts for one reverse sweep: ``applications`` (derivative rules
+        applied, one per contribution formed) and ``edges`` (of the traced graph)."""
+        stats: dict[str, int] = {}
+        backprop.vjp(np, self.ops, fn, primals, cotangent, stats=stats)
+        return stats
+
     def hvp(self, fn: Callable, primals: Sequence[Any], tangents: Sequence[Any]):
         """Hessian-vector product of a scalar program: forward mode over the engine's reverse mode."""
         return backprop.hvp(np, self.ops, fn, primals, tangents)

@@ -501,6 +501,46 @@ def vanishing(clause, target, record, z):
                  inputs=[x], got=g, want=np.full(x.shape, cap))
 
 
+# ------------------------------------------------------------ memoisation ----
+def ladder(depth: int, n: int = 3) -> str:
+    """x_{i+1} = sin(x_i) cos(x_i): 2^depth paths from x_0 to the output, 4 depth edges."""
+    nodes = []
+    for i in range(depth):
+        prev = 0 if i == 0 else 3 * i
+        nodes += [("sin", (prev,)), ("cos", (prev,)), ("mul", (len(nodes) + 1, len(nodes) + 2))]
+    return spec_of([(n,)], nodes)
+
+
+def edges(spec: str) -> int:
+    """Edges of the program's graph: one per argument of every node."""
+    return sum(len(args) for _, args, _ in ref.parse(spec)[1])
+
+
+@register("memoisation", fixed=True)
+def memoisation(clause, target, record, z):
+    x = grid(370, (3,), lo=-1, hi=1)
+    for depth in (1, 2, 4, 8, 12):
+        spec = ladder(depth)
+        prog = GraphProgram(spec)
+        measure(clause, target, record, spec, [x], "vjp", [np.ones(3)], label=f"ladder of depth {depth}")
+        counts = target.count_vjp(prog, [x], np.ones(3), uses=prog.uses())
+        e = edges(spec)
+        bad = np.array([counts["applications"] > e])
+        record.notes = [n for n in record.notes if not n.startswith("counts: ")] + [
+            f"counts: depth {depth}: {counts['applications']} derivative applications for {e} edges "
+            f"and {2 ** depth} paths"]
+
+        def rep(i, spec=spec):
+            return "\n".join([*_header(target), array_text("x0", x, target), array_text("s0", np.ones(3), target),
+                               *GraphProgram(spec).source(), "print(b.count_vjp(program, [x0], s0))"])
+        conclude(record, clause, target, bad, np.where(bad, float(counts["applications"]) / e, 0.0),
+                 what=f"one reverse sweep of a depth-{depth} ladder applies {counts['applications']} derivative "
+                      f"rules for {e} edges ({2 ** depth} paths): not memoised",
+                 criterion="exact: derivative applications <= edges of the graph",
+                 reproducer=rep, inputs=[np.array([float(depth)])], got=np.array([float(counts["applications"])]),
+                 want=np.array([float(e)]))
+
+
 # ------------------------------------------------------- exact routing checks ----
 def _exact_products(a: np.ndarray, b: np.ndarray, fmt: Format) -> np.ndarray:
     """RN_fmt(a b) entry by entry (the reference's product, rounded once)."""

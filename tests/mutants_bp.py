@@ -185,3 +185,30 @@ MUTANTS = [DetachedTanh, TransposedWeightGrad, InputGradUntransposed, BiasGradMe
            DeltaWithoutNormaliser, FanOutOverwritten, MissingUnbroadcast, MaxRoutesToAllTies, WhereLeaksNaN,
            MulPartialsSwapped, SinDerivativeSign, LogSigmoidWrongSide, MatmulJvpHalf, HvpNoSecondOrder,
            SigmoidSecondAsFirst, CustomReluNoZero, SigmoidGradQuarter]
+
+
+# -------------------------------------------------------------- memoisation ----
+class NoMemoisation(BpMutant):
+    defect = "the chain rule applied recursively without a grad_table: every path is recomputed"
+    catches = ("bp.memo",)
+
+    def count_vjp(self, fn, primals, cotangent):
+        tape: list = []
+        inputs = [backprop._Node(p, []) for p in primals]
+        out = fn(backprop._traced_ops(np, self.ops, tape), *inputs)
+        consumers: dict[int, list] = {}
+        for n in tape:
+            for parent, _ in n.parents:
+                consumers.setdefault(id(parent), []).append(n)
+        count = [0]
+
+        def applications(node) -> None:  # d out / d node, recomputed along every path
+            for c in consumers.get(id(node), []):
+                count[0] += 1
+                applications(c)
+        for x in inputs:
+            applications(x)
+        return {"applications": count[0], "edges": sum(len(n.parents) for n in tape)}
+
+
+MUTANTS.append(NoMemoisation)

@@ -217,6 +217,22 @@ class Target:
             raise AdapterFault("num.shape", f"{what} returned {len(hv)} products for {len(ps)} primals")
         return value, [self.from_backend(h, like=a, what=what) for h, a in zip(hv, ps)]
 
+    def count_vjp(self, fn: Callable, primals: Sequence[np.ndarray], cotangent: np.ndarray, *,
+                  uses: Sequence[str]) -> dict[str, int]:
+        """The backend's own counts of one reverse sweep (``count_vjp``: ``applications`` of
+        derivative rules, ``edges`` of its graph), where it exposes them (bp family)."""
+        self.require(*uses)
+        if not callable(getattr(self.backend, "count_vjp", None)):
+            raise NotImplementedByBackend(f"backend {self.backend.name!r} exposes no counts of its reverse sweep "
+                                          "(count_vjp): the cost of its back-propagation cannot be observed")
+        xs = [self.to_backend(np.asarray(a, dtype=np.float64)) for a in primals]
+        cot = self.to_backend(np.asarray(cotangent, dtype=np.float64))
+        what = f"{self.backend.name}.count_vjp(program)"
+        counts = self._run(what, lambda: self.backend.count_vjp(fn, xs, cot))
+        if not isinstance(counts, dict) or not all(isinstance(counts.get(k), int) for k in ("applications", "edges")):
+            raise AdapterFault(None, f"{what} returned {counts!r}, not a dict of int applications and edges")
+        return counts
+
     def call_inplace(self, op: str, z: np.ndarray, **params: Any) -> tuple[np.ndarray, np.ndarray]:
         """(what the in-place variant returned, its argument afterwards): writing into the
         argument is the op's contract, so mutation is expected here and nowhere else."""
