@@ -428,7 +428,7 @@ def hvp(xp, ops: OpTable, fn: Callable, primals: Sequence[Any], tangents: Sequen
                 if id(parent) in tan:
                     acc = _plus(acc, tan[id(parent)] * partial)
             if acc is not None:
-                tan[id(node)] = acc
+                tan[id(node)] = _astype(xp, acc, node.value.dtype)
         grad, gdot = {id(out): xp.ones_like(out.value)}, {}
         for node in reversed(tape):  # reverse mode carrying (g, g_dot)
             g = grad.pop(id(node), None)
@@ -461,8 +461,9 @@ def hvp(xp, ops: OpTable, fn: Callable, primals: Sequence[Any], tangents: Sequen
                     if t is not None and second[k][j] is not None:
                         pdot = _plus(pdot, second[k][j] * t)
                 cd = gd * partial if pdot is None else gd * partial + g * pdot
-                _accumulate(xp, grad, parent, g * partial)
-                _accumulate(xp, gdot, parent, cd)
+                dt = parent.value.dtype
+                _accumulate(xp, grad, parent, _astype(xp, g * partial, dt))
+                _accumulate(xp, gdot, parent, _astype(xp, cd, dt))
     return out.value, tuple(gdot.get(id(n), xp.zeros_like(p)) for n, p in zip(inputs, primals))
 
 

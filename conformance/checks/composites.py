@@ -60,7 +60,9 @@ def run_drawn(clause: spec.Clause, target: Target, record: Record, settings) -> 
     check = CHECKS.lookup(clause, clause.check)
     strategy = STRATEGIES.lookup(clause, clause.check)(target)
 
-    @settings
+    from hypothesis import settings as with_settings
+
+    @with_settings(settings, report_multiple_bugs=False)  # one failure, shrunk, is the record's
     @given(strategy)
     def explore(problem):
         check(clause, target, record, problem)
