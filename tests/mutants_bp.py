@@ -128,8 +128,16 @@ class WhereLeaksNaN(BpMutant):
 
 class MulPartialsSwapped(BpMutant):
     defect = "mul's partials are swapped: d(xy)/dx taken as x"
-    catches = ("bp.graph", "bp.patterns")
+    catches = ("bp.patterns",)
     partials = {"mul": lambda xp, ops, ans, x, y: (x, y)}
+
+
+class IgnoresCotangent(BpMutant):
+    defect = "the reverse sweep starts from ones instead of the given cotangent (backward() without its gradient)"
+    catches = ("bp.graph", "bp.chain")
+
+    def vjp(self, fn, primals, cotangent):
+        return super().vjp(fn, primals, np.ones_like(cotangent))
 
 
 # ---------------------------------------------------------- worked graphs ----
@@ -183,7 +191,7 @@ class SigmoidGradQuarter(BpMutant):
 
 MUTANTS = [DetachedTanh, TransposedWeightGrad, InputGradUntransposed, BiasGradMean, GradZUsesValue,
            DeltaWithoutNormaliser, FanOutOverwritten, MissingUnbroadcast, MaxRoutesToAllTies, WhereLeaksNaN,
-           MulPartialsSwapped, SinDerivativeSign, LogSigmoidWrongSide, MatmulJvpHalf, HvpNoSecondOrder,
+           MulPartialsSwapped, IgnoresCotangent, SinDerivativeSign, LogSigmoidWrongSide, MatmulJvpHalf, HvpNoSecondOrder,
            SigmoidSecondAsFirst, CustomReluNoZero, SigmoidGradQuarter]
 
 
