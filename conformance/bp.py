@@ -23,7 +23,7 @@ from ffnspec.conformance.checks.composites import register, register_strategy
 from ffnspec.conformance.machinery.harness import OpProgram, Target
 from ffnspec.conformance.machinery.measure import exact, same_exact, two_eta
 from ffnspec.conformance.machinery.records import conclude
-from ffnspec.conformance.machinery.reproduce import array_text, _header
+from ffnspec.conformance.machinery.reproduce import named
 from ffnspec.reference import bp as ref
 from ffnspec.reference import precision, tables
 from ffnspec.reference.floatformat import Format, round_array
@@ -132,16 +132,15 @@ def _mode_call(target: Target, prog: GraphProgram, inputs, what: str, seeds, sha
 def reproducer(target: Target, prog: GraphProgram, inputs, what: str, seeds) -> str:
     """A few lines: the program over the backend's own ops and the backend's own autodiff."""
     names = [f"x{i}" for i in range(len(inputs))]
-    lines = [*_header(target), *(array_text(n, a, target) for n, a in zip(names, inputs))]
-    lines += [array_text(f"s{i}", s, target) for i, s in enumerate(seeds)] if what != "value" else []
-    lines += prog.source()
+    arrays = dict(zip(names, inputs))
+    arrays.update({f"s{i}": s for i, s in enumerate(seeds)} if what != "value" else {})
     xs = f"[{', '.join(names)}]"
     ss = f"[{', '.join(f's{i}' for i in range(len(seeds)))}]"
     call = {"value": f"b.to_numpy(program(b.ops, {', '.join(names)})).tolist()",
             "vjp": f"[b.to_numpy(g).tolist() for g in b.vjp(program, {xs}, s0)[1]]",
             "jvp": f"b.to_numpy(b.jvp(program, {xs}, {ss})[1]).tolist()",
             "hvp": f"[b.to_numpy(h).tolist() for h in b.hvp(program, {xs}, {ss})[1]]"}[what]
-    return "\n".join(lines + [f"print({call})"])
+    return named(target, arrays, call, prelude=tuple(prog.source()))
 
 
 def measure(clause, target: Target, record, spec: str, inputs: Sequence[np.ndarray], what: str,
@@ -435,14 +434,13 @@ def adjoint_identity(clause, target, record, z):
 
         def rep(j, v=v, u=u):
             names = [f"x{m}" for m in range(len(inputs))]
-            lines = [*_header(target), *(array_text(n, a, target) for n, a in zip(names, inputs)),
-                     array_text("v", v, target), *(array_text(f"u{m}", a, target) for m, a in enumerate(u)),
-                     *prog.source(), f"xs = [{', '.join(names)}]",
-                     f"Ju = b.to_numpy(b.jvp(program, xs, [{', '.join(f'u{m}' for m in range(len(u)))}])[1])",
-                     "JTv = [b.to_numpy(g) for g in b.vjp(program, xs, v)[1]]",
-                     "print(float((b.to_numpy(v) * Ju).sum()), "
-                     f"sum(float((g * b.to_numpy(t)).sum()) for g, t in zip(JTv, [{', '.join(f'u{m}' for m in range(len(u)))}])))"]
-            return "\n".join(lines)
+            us = f"[{', '.join(f'u{m}' for m in range(len(u)))}]"
+            arrays = {**dict(zip(names, inputs)), "v": v, **{f"u{m}": a for m, a in enumerate(u)}}
+            return named(target, arrays, "float((b.to_numpy(v) * Ju).sum()), "
+                         f"sum(float((g * b.to_numpy(t)).sum()) for g, t in zip(JTv, {us}))",
+                         prelude=(*prog.source(), f"xs = [{', '.join(names)}]",
+                                  f"Ju = b.to_numpy(b.jvp(program, xs, {us})[1])",
+                                  "JTv = [b.to_numpy(g) for g in b.vjp(program, xs, v)[1]]"))
         conclude(record, clause, target, ~(err <= 1), err, what="<v, J u> from forward mode differs from "
                  "<J^T v, u> from reverse mode by more than both modes' bounds allow",
                  criterion="|<v, J_hat u> - <J_hat^T v, u>| <= sum_i |v_i| B_jvp,i + sum_j |u_j| B_vjp,j "
@@ -531,8 +529,8 @@ def memoisation(clause, target, record, z):
             f"and {2 ** depth} paths"]
 
         def rep(i, spec=spec):
-            return "\n".join([*_header(target), array_text("x0", x, target), array_text("s0", np.ones(3), target),
-                               *GraphProgram(spec).source(), "print(b.count_vjp(program, [x0], s0))"])
+            return named(target, {"x0": x, "s0": np.ones(3)}, "b.count_vjp(program, [x0], s0)",
+                         prelude=tuple(GraphProgram(spec).source()))
         conclude(record, clause, target, bad, np.where(bad, float(counts["applications"]) / e, 0.0),
                  what=f"one reverse sweep of a depth-{depth} ladder applies {counts['applications']} derivative "
                       f"rules for {e} edges ({2 ** depth} paths): not memoised",
@@ -557,9 +555,8 @@ def _route_check(clause, target, record, op, x, y, g, want, *, label, exact_sum=
         ok = same_exact(gx, want[0]) & same_exact(gy, want[1])
 
     def rep(i):
-        return "\n".join([*_header(target), array_text("x", x, target), array_text("y", y, target),
-                          array_text("g", g, target),
-                          f"print([b.to_numpy(t).tolist() for t in b.vjp(lambda ops, x, y: ops.{op}(x, y), [x, y], g)[1]])"])
+        return named(target, {"x": x, "y": y, "g": g},
+                     f"[b.to_numpy(t).tolist() for t in b.vjp(lambda ops, x, y: ops.{op}(x, y), [x, y], g)[1]]")
     conclude(record, clause, target, ~ok, np.where(ok, 0.0, 1.0), what=f"{label}: the routed cotangents are wrong",
              criterion="exact (bitwise; a tie of max: shares 0, g/2 or g summing to g)", reproducer=rep,
              inputs=[x, y, g], got=gx, want=want[0])
@@ -593,9 +590,8 @@ def where_routing(clause, target, record, z):
         & same_exact(gb, np.where(c != 0, 0.0, g))
 
     def rep(i):
-        return "\n".join([*_header(target), *(array_text(n, v, target) for n, v in (("c", c), ("a", a), ("b", b), ("g", g))),
-                          "print([b.to_numpy(t).tolist() for t in b.vjp(lambda ops, c, a, b_: ops.where(c, a, b_), "
-                          "[c, a, b], g)[1]])"])
+        return named(target, {"c": c, "x": a, "y": b, "g": g},  # (b is the backend)
+                     "[b.to_numpy(t).tolist() for t in b.vjp(lambda ops, c, x, y: ops.where(c, x, y), [c, x, y], g)[1]]")
     conclude(record, clause, target, ~ok, np.where(ok, 0.0, 1.0),
              what="where(c, a, b): the value, or the cotangents of the branches, are not exact (a NaN or an "
                   "infinity of the branch not taken leaked?)",
@@ -625,8 +621,8 @@ def custom_relu(clause, target, record, z):
         ok |= flushed
 
     def rep(i):
-        return "\n".join([*_header(target), array_text("x", x, target), array_text("g", g, target),
-                          "print([b.to_numpy(t).tolist() for t in b.vjp(lambda ops, x: ops.custom_relu(x), [x], g)])"])
+        return named(target, {"x": x, "g": g},
+                     "[b.to_numpy(t).tolist() for t in b.vjp(lambda ops, x: ops.custom_relu(x), [x], g)[1]]")
     conclude(record, clause, target, ~ok, np.where(ok, 0.0, 1.0),
              what="the custom ReLU's value or its own backward is wrong (gradient where the input is < 0?)",
              criterion="exact: value max(0, x); gradient 0 where x < 0, g elsewhere", reproducer=rep,
