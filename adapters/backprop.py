@@ -465,6 +465,12 @@ def hvp(xp, ops: OpTable, fn: Callable, primals: Sequence[Any], tangents: Sequen
                 _accumulate(xp, grad, parent, _astype(xp, g * partial, dt))
                 _accumulate(xp, gdot, parent, _astype(xp, cd, dt))
     return out.value, tuple(gdot.get(id(n), xp.zeros_like(p)) for n, p in zip(inputs, primals))
+# The dense layer of the xor, opt and init families: y = x W + b (x (N, d), W (d, m), b (m,)):
+# g W^T, x^T g, and g summed over the batch (seed 003's rules); forward mode t_x W + x t_W + t_b.
+RULES.update({
+    "linear": (lambda xp, ops, ans, g, x, W, b: (g @ _mT(xp, W), _mT(xp, x) @ g, xp.sum(g, axis=0)),
+               lambda xp, ops, ans, ts, x, W, b: _zt(xp, ts[0], x) @ W + x @ _zt(xp, ts[1], W) + _zt(xp, ts[2], b)),
+})
 
 
 class _Node:

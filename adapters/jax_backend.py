@@ -183,6 +183,90 @@ def _platform_devices() -> dict[str, Any]:
 _literal = python_literal
 
 
+# ---- the xor, opt and init families (§6.1, §6.4.1; seeds 002, 003) ------------------------
+# The dense layer is the jnp composition x @ W + b (no flax); least squares is jnp.linalg.lstsq.
+# Optimizers are optax's own transformations (the optax extra; without it those ops are absent
+# and reported not implemented): optax.trace (momentum, Nesterov) and optax.add_decayed_weights
+# then optax.scale(-lr), optax.scale_by_adam, optax.exponential_decay, each applied once to the
+# state array (theta, then the buffers).  Initialisers are jax.nn.initializers' with a
+# jax.random.PRNGKey(seed); W has shape (fan_out, fan_in), so in_axis = -1, out_axis = -2.
+# 16-bit QR and least squares run in float32 and are rounded once (composed here).
+def _wide(f):
+    def op(*xs, **kw):
+        dt = xs[0].dtype
+        if dt in (jnp.float16, jnp.bfloat16):
+            return f(*[x.astype(jnp.float32) for x in xs], **kw).astype(dt)
+        return f(*xs, **kw)
+    return op
+
+
+def _key(seed):
+    return jax.random.PRNGKey(int(seed))
+
+
+def _scaling(scale, mode, distribution):
+    return jax.nn.initializers.variance_scaling(scale, mode, distribution, in_axis=-1, out_axis=-2)
+
+
+_MODES = {"fan_in": "fan_in", "fan_out": "fan_out"}
+
+_OPS.update({
+    "linear": (lambda x, W, b: jnp.matmul(x, W) + b, "jnp.matmul"),
+    "lstsq": (_wide(lambda A, y: jnp.linalg.lstsq(A, y)[0]), "jnp.linalg.lstsq"),
+    "init_xavier_uniform": (lambda w, gain=1.0, seed=0: _scaling(gain ** 2, "fan_avg", "uniform")(
+        _key(seed), w.shape, w.dtype), "jax.nn.initializers.glorot_uniform"),
+    "init_xavier_normal": (lambda w, gain=1.0, seed=0: _scaling(gain ** 2, "fan_avg", "truncated_normal")(
+        _key(seed), w.shape, w.dtype), "jax.nn.initializers.glorot_normal"),
+    "init_kaiming_uniform": (lambda w, gain=1.0, mode="fan_in", seed=0: _scaling(gain ** 2, _MODES[mode], "uniform")(
+        _key(seed), w.shape, w.dtype), "jax.nn.initializers.variance_scaling"),
+    "init_kaiming_normal": (lambda w, gain=1.0, mode="fan_in", seed=0: _scaling(gain ** 2, _MODES[mode], "truncated_normal")(
+        _key(seed), w.shape, w.dtype), "jax.nn.initializers.he_normal"),
+    "init_orthogonal": (_wide(lambda w, gain=1.0, seed=0: jax.nn.initializers.orthogonal(scale=gain)(
+        _key(seed), w.shape, w.dtype)), "jax.nn.initializers.orthogonal"),
+    "init_zeros": (lambda w: jax.nn.initializers.zeros(_key(0), w.shape, w.dtype), "jax.nn.initializers.zeros"),
+})
+
+try:
+    import optax
+except ImportError:  # the optimizer ops are then absent: not implemented
+    optax = None
+
+if optax is not None:
+    def _sgd_step(state, g, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+        theta, buf = state[0], state[1]
+        if weight_decay:
+            g, _ = optax.add_decayed_weights(weight_decay).update(g, optax.EmptyState(), theta)
+        if momentum:
+            g, tr = optax.trace(decay=momentum, nesterov=nesterov).update(g, optax.TraceState(trace=buf))
+            buf = tr.trace
+        d, _ = optax.scale(-lr).update(g, optax.EmptyState())
+        return jnp.stack([optax.apply_updates(theta, d), buf])
+
+    def _adam_step(state, g, step, lr, beta1, beta2, eps, weight_decay=0.0, decoupled=False):
+        theta, m, v = state[0], state[1], state[2]
+        if weight_decay and not decoupled:
+            g, _ = optax.add_decayed_weights(weight_decay).update(g, optax.EmptyState(), theta)
+        adam = optax.scale_by_adam(b1=beta1, b2=beta2, eps=eps)
+        u, st = adam.update(g, optax.ScaleByAdamState(count=jnp.asarray(step - 1, jnp.int32), mu=m, nu=v))
+        if weight_decay and decoupled:
+            u, _ = optax.add_decayed_weights(weight_decay).update(u, optax.EmptyState(), theta)
+        u, _ = optax.scale(-lr).update(u, optax.EmptyState())
+        return jnp.stack([optax.apply_updates(theta, u), st.mu, st.nu])
+
+    def _lr_exponential(lr0, gamma, steps):
+        sched = optax.exponential_decay(init_value=float(lr0[0]), transition_steps=1, decay_rate=gamma)
+        return jnp.stack([jnp.asarray(sched(t), jnp.float64) for t in range(int(steps) + 1)]).astype(lr0.dtype)
+
+    _OPS.update({
+        "sgd_step": (_sgd_step, "optax.sgd"),
+        "adam_step": (_adam_step, "optax.adamw"),
+        "lr_exponential": (_lr_exponential, "optax.exponential_decay"),
+    })
+# optax.trace: v = mu v + g, then scale(-lr) (spec/60_opt.toml [opt.momentum.forms]); glorot_normal and
+# he_normal are variance_scaling(..., "truncated_normal"): N(0, s'^2) cut at +-2 s' (spec/70_init.toml)
+OPT_CONVENTIONS = {"momentum_form": "framework", "init_normal_law": "truncated_normal"}
+
+
 class JaxBackend:
     name = "jax"
     deviations = "jax.toml"
@@ -201,6 +285,7 @@ class JaxBackend:
         self.conventions = flush_conventions(self)
         self.conventions.update(HID_CONVENTIONS)  # the hid family's kinks and ties
         self.conventions.update(OUT_CONVENTIONS)  # the out family's fully masked softmax row
+        self.conventions.update(OPT_CONVENTIONS)  # the opt family's momentum form
 
     # -- conversions -------------------------------------------------------------
     def asarray(self, a: np.ndarray, dtype: str, device: str = "cpu") -> Any:

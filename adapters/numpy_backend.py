@@ -66,10 +66,23 @@ def _shifted(z):
     return z - np.max(z, axis=-1, keepdims=True)
 
 
+def _log_sum_exp_shifted(t):
+    """log sum_j e^{t_j} for t = z - max z, as log1p of all terms but the first maximum (e^0 = 1):
+    terms below u survive, where log(sum) would round 1 + r (out.logsumexp's accuracy).  Rows
+    whose maximum is not 0 (all -inf, an inf, a NaN) take log(sum) and its IEEE special values."""
+    e = np.exp(t)
+    k = np.argmax(t, axis=-1)[..., None]
+    rest = e.copy()
+    np.put_along_axis(rest, k, 0.0, axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.take_along_axis(t, k, axis=-1) == 0, np.log1p(np.sum(rest, axis=-1, keepdims=True)),
+                        np.log(np.sum(e, axis=-1, keepdims=True)))
+
+
 def _logsumexp(z):
     m = np.max(z, axis=-1, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)  # all -inf -> -inf; a +inf entry -> +inf (no inf - inf)
-    return m[..., 0] + np.log(np.sum(np.exp(z - m), axis=-1))
+    return (m + _log_sum_exp_shifted(z - m))[..., 0]
 
 
 def _softmax(z):
@@ -79,7 +92,7 @@ def _softmax(z):
 
 def _log_softmax(z):
     t = _shifted(z)
-    return t - np.log(np.sum(np.exp(t), axis=-1, keepdims=True))
+    return t - _log_sum_exp_shifted(t)
 
 
 def _take(a, y):
@@ -207,6 +220,87 @@ _BP_OPS: dict[str, Callable] = {
     "where": lambda c, a, b: np.where(c != 0, a, b), "matmul": np.matmul,
     "sum": _reduce(np.sum), "mean": _reduce(np.mean), "custom_relu": _custom_relu,
 }
+# ---- the xor, opt and init families (§6.1, §6.4.1; seeds 002, 003) ------------------------
+# ffnspec's own NumPy implementations: the dense layer x W + b (W of shape (d_in, d_out)), least
+# squares by LAPACK (np.linalg.lstsq), the optimizer steps in the framework form (a state array
+# (parts, n): theta, then the buffers), the exponential learning-rate schedule, and the
+# initialisers on numpy.random.Generator(PCG64) seeded per call.  W of an initialiser has shape
+# (fan_out, fan_in), as torch.nn.Linear.weight.
+def _sgd_step(state, g, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    """g' = g + wd theta; buf' = mu buf + g'; theta' = theta - lr (g' + mu buf' | buf' | g')."""
+    theta, buf = state[0], state[1]
+    g = g + weight_decay * theta if weight_decay else g
+    if momentum:
+        buf = momentum * buf + g
+        d = g + momentum * buf if nesterov else buf
+    else:
+        d = g
+    return np.stack([theta - lr * d, buf])
+
+
+def _adam_step(state, g, step, lr, beta1, beta2, eps, weight_decay=0.0, decoupled=False):
+    """Adam (coupled L2: g + wd theta) or AdamW (decoupled: theta (1 - lr wd)), bias-corrected."""
+    theta, m, v = state[0], state[1], state[2]
+    if decoupled:
+        theta = theta * (1 - lr * weight_decay)
+    elif weight_decay:
+        g = g + weight_decay * theta
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * g * g
+    bc1, bc2 = 1 - beta1 ** step, 1 - beta2 ** step
+    return np.stack([theta - (lr / bc1) * m / (np.sqrt(v) / bc2 ** 0.5 + eps), m, v])
+
+
+def _lr_exponential(lr0, gamma, steps):
+    """[eta_0, ..., eta_steps], eta_t = eta_{t-1} gamma in Python floats (torch's ExponentialLR)."""
+    lrs = [float(lr0[0])]
+    for _ in range(int(steps)):
+        lrs.append(lrs[-1] * gamma)
+    return np.array(lrs, dtype=np.float64).astype(lr0.dtype)
+
+
+def _rng(seed):
+    return np.random.Generator(np.random.PCG64(int(seed)))
+
+
+def _init_uniform(w, bound, seed):
+    return _rng(seed).uniform(-bound, bound, w.shape).astype(w.dtype)
+
+
+def _init_normal(w, std, seed):
+    return (std * _rng(seed).standard_normal(w.shape)).astype(w.dtype)
+
+
+def _fan(w, mode):
+    return w.shape[1] if mode == "fan_in" else w.shape[0]
+
+
+def _init_orthogonal(w, gain=1.0, seed=0):
+    """Q of the QR of a Gaussian matrix, columns signed by sign(diag R) (Haar; Mezzadri 2007)."""
+    rows, cols = w.shape
+    a = _rng(seed).standard_normal((rows, cols) if rows >= cols else (cols, rows))
+    q, r = np.linalg.qr(a)
+    q = q * np.where(np.diag(r) < 0, -1.0, 1.0)
+    return (gain * (q if rows >= cols else q.T)).astype(w.dtype)
+
+
+_XOI_OPS: dict[str, Callable] = {
+    "linear": lambda x, W, b: x @ W + b,
+    "lstsq": lambda A, y: np.linalg.lstsq(A, y, rcond=None)[0],
+    "sgd_step": _sgd_step, "adam_step": _adam_step, "lr_exponential": _lr_exponential,
+    "init_xavier_uniform": lambda w, gain=1.0, seed=0: _init_uniform(
+        w, gain * np.sqrt(6.0 / (w.shape[0] + w.shape[1])), seed),
+    "init_xavier_normal": lambda w, gain=1.0, seed=0: _init_normal(
+        w, gain * np.sqrt(2.0 / (w.shape[0] + w.shape[1])), seed),
+    "init_kaiming_uniform": lambda w, gain=1.0, mode="fan_in", seed=0: _init_uniform(
+        w, gain * np.sqrt(3.0 / _fan(w, mode)), seed),
+    "init_kaiming_normal": lambda w, gain=1.0, mode="fan_in", seed=0: _init_normal(
+        w, gain / np.sqrt(_fan(w, mode)), seed),
+    "init_orthogonal": _init_orthogonal,
+    "init_zeros": np.zeros_like,
+}
+# the momentum form the optimizer steps implement (spec/60_opt.toml [opt.momentum.forms])
+OPT_CONVENTIONS = {"momentum_form": "framework", "init_normal_law": "normal"}
 
 
 class NumpyArrays:
@@ -247,7 +341,7 @@ class NumpyArrays:
 
 class NumpyBackend(NumpyArrays):
     name = "numpy"
-    conventions = {"flush_to_zero": "no", **HID_CONVENTIONS}
+    conventions = {"flush_to_zero": "no", **HID_CONVENTIONS, **OPT_CONVENTIONS}
     _quiet = staticmethod(quiet)  # for subclasses (tests' mutants) that wrap their own ops
 
     def __init__(self) -> None:
@@ -263,4 +357,5 @@ class NumpyBackend(NumpyArrays):
         self.ops = OpTable({n: _compute_wide(quiet(f)) for n, f in raw.items()})
         self.ops = OpTable({**self.ops, **{n: quiet(_compute_wide(f) if wide else f)
                                            for n, (f, wide) in _HID_OPS.items()}})  # the hid family
+        self.ops = OpTable({**self.ops, **{n: _compute_wide(quiet(f)) for n, f in _XOI_OPS.items()}})  # xor, opt, init
 

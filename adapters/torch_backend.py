@@ -163,6 +163,94 @@ _OPS.update({
     "custom_relu": (MyReLU.apply, "MyReLU.apply"),
 })
 _ARITY.update({"div": 2, "maximum": 2, "where": 3, "matmul": 2})
+# ---- the xor, opt and init families (§6.1, §6.4.1; seeds 002, 003) ------------------------
+# The dense layer is torch.nn.Linear's forward, F.linear(x, W^T, b) (Linear stores the weight as
+# (out, in)); least squares is torch.linalg.lstsq.  The optimizer steps run torch.optim's own
+# SGD, Adam and AdamW (step() on a Parameter whose .grad and optimizer state are set from the state
+# array: theta, then the buffers), the schedule is torch.optim.lr_scheduler.ExponentialLR, the
+# initialisers are torch.nn.init's with a seeded torch.Generator.  LAPACK has no 16-bit QR or
+# least squares: those two run in float32 and are rounded once (composed here, say so in reports).
+def _wide(f):
+    def op(*xs, **kw):
+        dt = xs[0].dtype
+        if dt in (torch.float16, torch.bfloat16):
+            return f(*[x.float() for x in xs], **kw).to(dt)
+        return f(*xs, **kw)
+    return op
+
+
+def _sgd_step(state, g, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    p = torch.nn.Parameter(state[0].clone())
+    opt = torch.optim.SGD([p], lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    p.grad = g.clone()
+    if momentum:
+        opt.state[p]["momentum_buffer"] = state[1].clone()
+    opt.step()
+    buf = opt.state[p]["momentum_buffer"] if momentum else state[1]
+    return torch.stack([p.detach(), buf.detach()])
+
+
+def _adam_step(state, g, step, lr, beta1, beta2, eps, weight_decay=0.0, decoupled=False):
+    p = torch.nn.Parameter(state[0].clone())
+    cls = torch.optim.AdamW if decoupled else torch.optim.Adam
+    opt = cls([p], lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
+    p.grad = g.clone()
+    opt.state[p] = {"step": torch.tensor(float(step - 1)), "exp_avg": state[1].clone(),
+                    "exp_avg_sq": state[2].clone()}
+    opt.step()
+    st = opt.state[p]
+    return torch.stack([p.detach(), st["exp_avg"].detach(), st["exp_avg_sq"].detach()])
+
+
+def _lr_exponential(lr0, gamma, steps):
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=float(lr0[0]))
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma)
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(int(steps)):
+        opt.step()
+        sched.step()
+        lrs.append(sched.get_last_lr()[0])
+    return torch.tensor(lrs, dtype=torch.float64).to(lr0.dtype)
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(int(seed))
+
+
+def _nonlinearity(gain):
+    """torch.nn.init names gains by nonlinearity: 1 = 'linear', sqrt 2 = 'relu', else leaky_relu's a."""
+    if gain == 1.0:
+        return {"nonlinearity": "linear"}
+    if abs(gain - 2 ** 0.5) < 1e-15:
+        return {"nonlinearity": "relu"}
+    return {"nonlinearity": "leaky_relu", "a": (2 / gain ** 2 - 1) ** 0.5}
+
+
+def _init(f):
+    def op(w, seed=0, **kw):
+        return f(torch.empty_like(w), generator=_gen(seed), **kw)
+    return op
+
+
+_OPS.update({
+    "linear": (lambda x, W, b: F.linear(x, W.mT, b), "torch.nn.functional.linear"),
+    "lstsq": (_wide(lambda A, y: torch.linalg.lstsq(A, y.unsqueeze(-1)).solution.squeeze(-1)), "torch.linalg.lstsq"),
+    "sgd_step": (_sgd_step, "torch.optim.SGD"),
+    "adam_step": (_adam_step, "torch.optim.Adam"),
+    "lr_exponential": (_lr_exponential, "torch.optim.lr_scheduler.ExponentialLR"),
+    "init_xavier_uniform": (_init(torch.nn.init.xavier_uniform_), "torch.nn.init.xavier_uniform_"),
+    "init_xavier_normal": (_init(torch.nn.init.xavier_normal_), "torch.nn.init.xavier_normal_"),
+    "init_kaiming_uniform": (lambda w, gain=1.0, mode="fan_in", seed=0: torch.nn.init.kaiming_uniform_(
+        torch.empty_like(w), mode=mode, generator=_gen(seed), **_nonlinearity(gain)), "torch.nn.init.kaiming_uniform_"),
+    "init_kaiming_normal": (lambda w, gain=1.0, mode="fan_in", seed=0: torch.nn.init.kaiming_normal_(
+        torch.empty_like(w), mode=mode, generator=_gen(seed), **_nonlinearity(gain)), "torch.nn.init.kaiming_normal_"),
+    "init_orthogonal": (_wide(lambda w, gain=1.0, seed=0: torch.nn.init.orthogonal_(
+        torch.empty_like(w), gain=gain, generator=_gen(seed))), "torch.nn.init.orthogonal_"),
+    "init_zeros": (lambda w: torch.nn.init.zeros_(torch.empty_like(w)), "torch.nn.init.zeros_"),
+})
+# torch.optim.SGD's momentum: v = mu v + g, theta -= lr v (spec/60_opt.toml [opt.momentum.forms])
+OPT_CONVENTIONS = {"momentum_form": "framework", "init_normal_law": "normal"}
+
 
 _literal = python_literal
 
@@ -184,6 +272,7 @@ class TorchBackend:
         self.conventions = flush_conventions(self)
         self.conventions.update(HID_CONVENTIONS)  # the hid family's kinks and ties
         self.conventions.update(OUT_CONVENTIONS)  # the out family's fully masked softmax row
+        self.conventions.update(OPT_CONVENTIONS)  # the opt family's momentum form
 
     # -- conversions -------------------------------------------------------------
     def asarray(self, a: np.ndarray, dtype: str, device: str = "cpu") -> Any:

@@ -23,10 +23,13 @@ def main() -> None:
     if a.cache_dir:
         tables.set_cache_dir(a.cache_dir)
     t0 = time.perf_counter()
-    reqs = prebuild.requests(spec.select(patterns=tuple(x for x in a.clauses.split(",") if x)), tuple(a.dtype.split(",")))
-    print(f"{len(reqs)} requests planned in {time.perf_counter() - t0:.1f} s")
-    s = tables.prebuild(reqs, jobs=prebuild.jobs(a.jobs), progress=True)
-    print(f"prebuild: {s.units} units, {s.values} values, {s.seconds:.1f} s wall, {s.jobs} jobs")
+    clauses, dtypes = spec.select(patterns=tuple(x for x in a.clauses.split(",") if x)), tuple(a.dtype.split(","))
+    for stage, plan in (("values", prebuild.requests), ("reduction derivatives", prebuild.derivative_requests)):
+        t0 = time.perf_counter()
+        reqs = plan(clauses, dtypes)
+        print(f"{stage}: {len(reqs)} requests planned in {time.perf_counter() - t0:.1f} s")
+        s = tables.prebuild(reqs, jobs=prebuild.jobs(a.jobs), progress=True)
+        print(f"{stage}: {s.units} units, {s.values} values, {s.seconds:.1f} s wall, {s.jobs} jobs")
 
 
 if __name__ == "__main__":

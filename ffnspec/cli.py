@@ -89,6 +89,17 @@ def print_summary(data: dict, path: Path) -> None:
     print(f"ffnspec {data['edition']} -- {data['backend']['name']}: {s['verdict'].upper()}")
 
 
+def _positive(text: str) -> int:
+    """An integer >= 1 (argparse type)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return n
+
+
 def _validate_run(args: argparse.Namespace):
     """Every option, path and adapter attribute, before pytest starts."""
     import pytest
@@ -120,6 +131,10 @@ def _run(args: argparse.Namespace) -> int:
         argv.append(f"--ffnspec-xfail-file={f}")
     if args.no_declared:
         argv.append("--ffnspec-no-declared")
+    if args.strict:
+        argv.append("--ffnspec-strict")
+    if args.jobs:
+        argv.append(f"--ffnspec-jobs={args.jobs}")
     code = pytest.main(argv)
     if code == pytest.ExitCode.INTERRUPTED:
         print("ffnspec: the run was interrupted; no verdict", file=sys.stderr)
@@ -202,10 +217,12 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--device", help="comma-separated devices [all available]")
     r.add_argument("--clauses", help="comma-separated globs on clause ids")
     r.add_argument("--report", default="ffnspec-report", help="report directory [ffnspec-report]")
-    r.add_argument("--profile", default="fast", help="fast, ci (derandomised) or thorough")
+    r.add_argument("--profile", default="fast", help="fast, ci (derandomised), thorough or strict (ci, findings fail)")
     r.add_argument("--xfail-file", action="append", help="declared-deviation TOML file (repeatable)")
     r.add_argument("--no-declared", action="store_true", help="ignore the adapter's own declared deviations")
     r.add_argument("--cache-dir", help="reference-table cache directory [~/.cache/ffnspec/reference]")
+    r.add_argument("--strict", action="store_true", help="accuracy findings fail (exit 1), as --profile strict")
+    r.add_argument("--jobs", type=_positive, metavar="N", help="processes computing reference values [every core]")
     r.set_defaults(func=_run)
     b = sub.add_parser("backends", help="list registered backends and whether each loads here")
     b.set_defaults(func=_backends)

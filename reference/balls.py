@@ -230,6 +230,17 @@ class BallContext:
         return Ball(_arb(x).atanh())
 
     @staticmethod
+    def sqrt(x) -> Ball:
+        a = _arb(x)
+        if not a >= 0:
+            raise Undecided("sqrt of a ball not certainly non-negative")
+        return Ball(a.sqrt())
+
+    @staticmethod
+    def sin(x) -> Ball:
+        return Ball(_arb(x).sin())
+
+    @staticmethod
     def sign(x) -> Ball:
         b = Ball(_arb(x))
         return Ball(arb(1)) if b > 0 else Ball(arb(-1)) if b < 0 else Ball(arb(0))

@@ -210,6 +210,14 @@ def from_ordinal(idx: np.ndarray, fmt: Format) -> np.ndarray:
     return np.sign(idx) * v
 
 
+def value_at(i: int, fmt: Format) -> float:
+    """``from_ordinal`` of one position, in Python integers (hypothesis draws one at a time)."""
+    mag, half = abs(i), 1 << (fmt.p - 1)
+    b = max(mag // half, 1)
+    v = math.ldexp(mag - (b - 1) * half, fmt.emin + b - fmt.p)
+    return -v if i < 0 else v
+
+
 def all_values(fmt: Format) -> np.ndarray:
     """Every finite value of a 16-bit format (both zeros included), as float64."""
     bits = np.arange(1 << 16, dtype=np.uint32)

@@ -10,8 +10,10 @@ derivations in spec/20_out.toml.
 Book: Goodfellow, Bengio & Courville, *Deep Learning*, §6.2.1-§6.2.2.4.
 """
 from ffnspec.reference.act import sigmoid, softplus
+from ffnspec.reference.precision import shared
 
 
+@shared
 def _parts(ctx, z):
     """t = z - max z, the index k of the first maximum, r = sum_{j != k} e^{t_j} (so s = 1 + r)."""
     m = max(z)
@@ -21,6 +23,7 @@ def _parts(ctx, z):
 
 
 # ------------------------------------------------------------------- values ----
+@shared
 def softmax(ctx, z):
     """a_i = e^{z_i} / sum_k e^{z_k} = e^{t_i} / (1 + r)."""
     t, k, r = _parts(ctx, z)
@@ -250,13 +253,15 @@ def mdn_nll_jvp(ctx, w, mu, beta, y, tw, tm, tb):
 # one pair per clause; each is the first-order error of the clause's algorithm class,
 # derived in spec/20_out.toml.  Terms with a zero probability (masked entries) contribute 0.
 
+@shared
 def _stats(ctx, z):
     """t = z - max z, a = softmax(z), T = sum_j a_j |t_j|, L = log s = log1p(r)."""
     t, k, r = _parts(ctx, z)
-    a = [ctx.exp(x) / (1 + r) for x in t]
+    a = softmax(ctx, z)
     return t, a, ctx.fsum(x * abs(y) for x, y in zip(a, t) if x), ctx.log1p(r)
 
 
+@shared
 def _sensitivity(ctx, z, a):
     """sum_j |z_j d l_i / d z_j| = |z_i| (1 - a_i) + sum_{j != i} a_j |z_j| for l = log_softmax (and lse's
     sum_j a_j |z_j| as the extra last entry): the first-order effect of relative perturbations u |z_j| of
@@ -290,6 +295,31 @@ def log_softmax_scale(ctx, z):
     t, a, T, L = _stats(ctx, z)
     sens, _ = _sensitivity(ctx, z, a)
     return [abs(y) + T + 2 * L + 2 + q for y, q in zip(t, sens)]
+
+
+def _lse_accuracy(ctx, z):
+    """2L + sum_{j != k} a_j (|t_j| + n): log1p of r, the sum of the n - 1 non-maximal terms,
+    each e^{t_j} with relative error (|t_j| + 2) u (the shift's rounding, a faithful exp),
+    accumulated with (n - 2) u, and a faithful log1p (2u L).  Masked entries contribute 0."""
+    t, k, r = _parts(ctx, z)
+    a, n = softmax(ctx, z), len(z)
+    return 2 * ctx.log1p(r) + ctx.fsum(a[j] * (abs(t[j]) + n) for j in range(n) if j != k and a[j])
+
+
+def logsumexp_accuracy_scale(ctx, z):
+    """S_acc of out.logsumexp: the error of m + log1p(r) (no input sensitivity, no constant)."""
+    return _lse_accuracy(ctx, z)
+
+
+def log_softmax_accuracy_scale(ctx, z):
+    """S_acc,i of out.log_softmax: |t_i| (the shift) + the error of log1p(r); 0 for a masked entry."""
+    t, e = _parts(ctx, z)[0], _lse_accuracy(ctx, z)
+    return [abs(x) + e if ctx.isfinite(x) else ctx.zero for x in t]
+
+
+def cross_entropy_accuracy_scale(ctx, z, y):
+    """S_acc of out.cross_entropy = -l_y: |t_y| + the error of log1p(r)."""
+    return log_softmax_accuracy_scale(ctx, z)[int(y)]
 
 
 def log_softmax_acc(ctx, z):

@@ -110,12 +110,18 @@ def prune(root: Path, max_bytes: int = MAX_BYTES) -> None:
         elif p.suffix == ".npz":
             files.append((st.st_mtime, st.st_size, p))
     total = sum(s for _, s, _ in files)
+    evicted = False
     for _, size, p in sorted(files):
         if total <= max_bytes:
             break
         with contextlib.suppress(OSError):
             p.unlink()
             total -= size
+            evicted = True
+    if evicted:  # the prebuild stamps vouch for what was there: the next run plans again
+        for p in (root / "prebuilt").glob("*"):
+            with contextlib.suppress(OSError):
+                p.unlink()
 
 
 # --- point stores ------------------------------------------------------------------------

@@ -238,6 +238,7 @@ class _Plan:
     where: np.ndarray | None = None        # positions served by the store
     args: list[tuple] = field(default_factory=list)   # argument tuples of the missing keys
     missing: list[bytes] = field(default_factory=list)
+    ids: np.ndarray | None = None                      # store entries of keys found at planning
     persist: bool = False
 
 
@@ -298,13 +299,14 @@ def _plan(name: str, arrays: list[np.ndarray], mode: str, *, build: bool, bulk: 
         plan.persist = _persist(n >= PERSIST_MIN if bulk is None else bulk)
         sub = [a[where] for a in flat]
         plan.keys = _row_keys(_prefix(mode, sub), sub)
-        plan.missing, plan.args = _missing(plan.store, plan.keys, plan.persist,
+        plan.missing, plan.args, plan.ids = _missing(plan.store, plan.keys, plan.persist,
                                            lambda i: tuple(float(a[i]) for a in sub))
     return plan
 
 
 def _missing(s: store.PointStore, keys: list[bytes], persist: bool, args: Callable[[int], tuple]):
-    """The distinct keys absent from the store, and their argument tuples."""
+    """The distinct keys absent from the store, their argument tuples, and the entry ids of
+    all keys (-1 where absent)."""
     ids = s.find(keys, persist=persist)
     missing, margs, seen = [], [], set()
     for i in np.flatnonzero(ids < 0).tolist():
@@ -313,7 +315,16 @@ def _missing(s: store.PointStore, keys: list[bytes], persist: bool, args: Callab
             seen.add(k)
             missing.append(k)
             margs.append(args(i))
-    return missing, margs
+    return missing, margs, ids
+
+
+def _gather(s: store.PointStore, keys: list[bytes], ids: np.ndarray):
+    """The entries of keys, given their ids found before the missing ones were added."""
+    absent = np.flatnonzero(ids < 0)
+    if absent.size:
+        ids = ids.copy()
+        ids[absent] = s.find([keys[i] for i in absent.tolist()], persist=False)
+    return s.gather(ids)
 
 
 def _compute(name: str, mode: str, args: list[tuple]) -> list[tuple]:
@@ -321,7 +332,7 @@ def _compute(name: str, mode: str, args: list[tuple]) -> list[tuple]:
     hi is kept (lo = 0, sgn = 0)."""
     f = function(name)
     if mode == SCALE:
-        return [tuple((v.hi, 0.0, 0) for v in vs) for vs in precision.values_many(f, args, None)]
+        return [tuple(vs) for vs in precision.values_many(f, args, None, hi_only=True)]
     return [tuple(v) for v in precision.values_many(f, args, FORMATS[mode])]
 
 
@@ -333,7 +344,7 @@ def _values(name: str, args: tuple[np.ndarray, ...], mode: str) -> tuple[np.ndar
     if plan.where is not None:
         if plan.missing:
             plan.store.add(plan.missing, _compute(name, mode, plan.args), persist=plan.persist)
-        hi, lo, sgn = plan.store.gather(plan.store.find(plan.keys, persist=False))
+        hi, lo, sgn = _gather(plan.store, plan.keys, plan.ids)
         plan.hi[plan.where], plan.lo[plan.where], plan.sgn[plan.where] = hi[:, 0], lo[:, 0], sgn[:, 0]
     return plan.hi.reshape(shape), plan.lo.reshape(shape), plan.sgn.reshape(shape)
 
@@ -360,8 +371,8 @@ def _item_plan(name: str, arrays: list[np.ndarray], mode: str, bulk: bool | None
     s = _store(name, "items")
     persist = _persist(sum(a.size for a in arrays) >= PERSIST_MIN if bulk is None else bulk)
     keys = _row_keys(_prefix(mode, arrays), arrays)
-    missing, margs = _missing(s, keys, persist, lambda i: _item_args(arrays, i))
-    return s, keys, missing, margs, persist
+    missing, margs, ids = _missing(s, keys, persist, lambda i: _item_args(arrays, i))
+    return s, keys, missing, margs, persist, ids
 
 
 @functools.lru_cache(maxsize=None)
@@ -384,10 +395,10 @@ def _items(name: str, args: tuple[np.ndarray, ...], mode: str):
         return np.empty((0, 1)), np.empty((0, 1)), np.empty((0, 1), dtype=np.int8)
     if _elementwise(name, arrays):
         return tuple(v[:, None] for v in _values(name, tuple(arrays), mode))
-    s, keys, missing, margs, persist = _item_plan(name, arrays, mode)
+    s, keys, missing, margs, persist, ids = _item_plan(name, arrays, mode)
     if missing:
         s.add(missing, _compute(name, mode, margs), persist=persist)
-    return s.gather(s.find(keys, persist=False))
+    return _gather(s, keys, ids)
 
 
 def exact_items(name: str, args: tuple[np.ndarray, ...], fmt: Format) -> precision.Exact:
@@ -457,7 +468,7 @@ def _problems(f: Callable, problems: list[tuple], mode: str):
     name = reference_name(f)
     if name is None:  # not a named reference: computed, not cached
         return store.unpack([tuple(v) for v in precision.values_many(
-            f, [tuple(p) for p in problems], None if mode == SCALE else FORMATS[mode])])
+            f, [tuple(p) for p in problems], None if mode == SCALE else FORMATS[mode], hi_only=mode == SCALE)])
     s = _store(name, "problems")
     prefix = bytes([_MODE_CODE[mode]])
     keys = []
@@ -466,10 +477,10 @@ def _problems(f: Callable, problems: list[tuple], mode: str):
         _problem_bytes(tuple(p), parts)
         keys.append(prefix + hashlib.blake2b(b"".join(parts), digest_size=16).digest())
     persist = _persist(True)
-    missing, margs = _missing(s, keys, persist, lambda i: tuple(problems[i]))
+    missing, margs, ids = _missing(s, keys, persist, lambda i: tuple(problems[i]))
     if missing:
         s.add(missing, _compute(name, mode, margs), persist=persist)
-    return s.gather(s.find(keys, persist=False))
+    return _gather(s, keys, ids)
 
 
 def exact_problems(f: Callable, problems: list[tuple], fmt: Format) -> precision.Exact:
@@ -580,7 +591,7 @@ def prebuild(requests: Iterable[Request], *, jobs: int | None = None,
         if not items:
             arrays = [np.ascontiguousarray(a) for a in np.broadcast_arrays(*arrays)]
         if items:
-            s, _, missing, margs, persist = _item_plan(r.function, arrays, mode, bulk=True)
+            s, _, missing, margs, persist, _ = _item_plan(r.function, arrays, mode, bulk=True)
             add(r.function, mode, s, missing, margs, persist, "items")
             continue
         plan = _plan(r.function, arrays, mode, build=False, bulk=True)  # requested: persisted, whatever the size

@@ -24,7 +24,8 @@ KINDS = ("accuracy", "derivative", "identity", "property", "special", "invarianc
          "graph")
 MODED_KINDS = ("derivative", "subgradient", "gradient",  # checked once per AD mode (vjp, jvp)
                "reduction_derivative")
-CRITERIA = ("ulp", "mixed", "identity", "exact")
+CRITERIA = ("ulp", "mixed", "identity", "exact",
+            "bound", "statistical")  # xor/opt/init: a bound the check computes; hypothesis tests
 
 
 class SpecError(ValueError):

@@ -14,6 +14,8 @@ _CRITERIA = {
     "mixed": "mixed bound |y - f(z)| <= k (u (|f(z)| + S(z)) + eta) (docs/measure.md)",
     "identity": "residual of the backend's own results <= sum of the terms' allowances (docs/measure.md)",
     "exact": "exact: the relation holds on the backend's results with no tolerance",
+    "bound": "a derived bound the check computes from the clause's formula (the derivation gives it)",
+    "statistical": "a hypothesis test with a stated false-alarm rate and power (the derivation gives both)",
 }
 
 

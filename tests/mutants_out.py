@@ -406,3 +406,30 @@ class SoftmaxAccumulatesIn16Bit(OutMutant):
 
 
 MUTANTS = [c for c in OutMutant.__subclasses__() if c.catches]
+
+
+# ---- accuracy findings: within MUST, not within the accuracy criterion -------------------------
+def _log_of_sum(t):
+    """log(sum e^{t_j}): 1 + r rounded, every non-maximal term below u lost (torch's and JAX's form)."""
+    return np.log(_s(np.exp(t)))
+
+
+def _lse_log_of_sum(z):
+    m = np.max(z, axis=-1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    return (m + _log_of_sum(z - m))[..., 0]
+
+
+class LogsumexpLogOfSum(OutMutant):
+    defect = "m + log(sum e^{z - m}): lse([0, -40]) = 0 where the exact 4.2e-18 is representable"
+    finds = ("out.logsumexp",)
+    replace = {"logsumexp": _lse_log_of_sum}
+
+
+class LogSoftmaxLogOfSum(OutMutant):
+    defect = "t - log(sum e^t): the dominant entry's log-probability -log1p(r) returned as 0; CE likewise"
+    finds = ("out.log_softmax", "out.ce")
+    replace = {"log_softmax": lambda z: (lambda t: t - _log_of_sum(t))(z - np.max(z, axis=-1, keepdims=True)),
+               "cross_entropy": lambda z, y: -np.take_along_axis(
+                   (lambda t: t - _log_of_sum(t))(z - np.max(z, axis=-1, keepdims=True)),
+                   np.asarray(y).astype(np.int64)[..., None], axis=-1)[..., 0]}

@@ -426,3 +426,15 @@ def test_ordinal_random(fmt, dtype):
     want = [min(abs(int(a) - int(b)), 2 ** 63 - 1)  # Python ints: no int64 wrap-around
             for a, b in zip(_bit_ordinal(x[fin], fmt), _bit_ordinal(y, fmt))]
     assert ulp_distance(x[fin], y, fmt).tolist() == want
+
+
+# hypothesis maps each drawn grid position with the scalar form: it must be from_ordinal's value (docs/measure.md, ULP grid).
+@pytest.mark.parametrize("name", ["float16", "bfloat16", "float32", "float64"])
+def test_value_at_is_from_ordinal(name):
+    from ffnspec.reference.floatformat import from_ordinal, ordinal, value_at
+    fmt = FORMATS[name]
+    top = int(ordinal(np.array([fmt.max_finite]), fmt)[0])
+    idx = np.unique(np.concatenate([np.arange(-3000, 3001), [top, -top],
+                                    np.random.default_rng(7).integers(-top, top + 1, 5000)]))
+    got = np.array([value_at(int(i), fmt) for i in idx])
+    assert np.array_equal(got, from_ordinal(idx, fmt))

@@ -7,11 +7,13 @@ import pytest
 
 from ffnspec import spec
 from tests import mutants, mutants_bp, mutants_hid, mutants_out
+from tests import mutants_init, mutants_opt, mutants_xor
 from tests._inner import run_suite
 
 MUTANTS = mutants.MUTANTS + mutants_out.MUTANTS  # act/num (tests/mutants.py), out (tests/mutants_out.py)
 MUTANTS += mutants_hid.MUTANTS  # hid (tests/mutants_hid.py)
 MUTANTS += mutants_bp.MUTANTS  # bp (tests/mutants_bp.py)
+MUTANTS += mutants_xor.MUTANTS + mutants_opt.MUTANTS + mutants_init.MUTANTS  # xor, opt, init
 
 
 def parse(entry: str) -> tuple[str, str | None, str | None]:
@@ -75,7 +77,8 @@ def test_mutants_name_real_clauses() -> None:
             assert clause in ids and mode in (None, "vjp", "jvp") and dtype in (None, *m.dtypes_run), (m.__name__, e)
 
 
-FINDING_MUTANTS = [m for m in MUTANTS + [getattr(mutants, n) for n in dir(mutants)] if getattr(m, "finds", ())]
+FINDING_MUTANTS = [m for m in MUTANTS + [getattr(mod, n) for mod in (mutants, mutants_out) for n in dir(mod)]
+                   if getattr(m, "finds", ())]
 FINDING_MUTANTS = list(dict.fromkeys(FINDING_MUTANTS))
 
 

@@ -18,7 +18,7 @@ from ffnspec import spec
 from ffnspec.conformance.inputs.scalars import finite_args, make_args
 from ffnspec.conformance.machinery import measure, reproduce
 from ffnspec.conformance.machinery.harness import Target, call_items
-from ffnspec.conformance.machinery.records import Record, fail, fail_items, observe_items
+from ffnspec.conformance.machinery.records import Record, assess_accuracy, fail, fail_items, observe_items
 from ffnspec.reference import tables
 from ffnspec.reference.floatformat import ulp, ulp_distance, ulp_error
 
@@ -74,6 +74,12 @@ def reduction(clause: spec.Clause, target: Target, record: Record, group: tuple[
         fail_items(record, clause, target, what=f"value error exceeds the bound (k = {clause.tolerance.must:g})",
                    criterion=measure.mixed_criterion(clause.tolerance),
                    repro=reproduce.row_value(target, clause.op, group, i))
+    if clause.tolerance.accuracy is not None:
+        acc = np.reshape(measure.accuracy_error_items(clause, target, group, y, b.exact), (group[0].shape[0], -1))
+        item = int(np.argmax(np.max(acc, axis=1))) if acc.size else 0
+        assess_accuracy(record, clause, target, inputs=[a[item] for a in group], error=acc,
+                        output=np.reshape(y, acc.shape), exact=np.reshape(b.exact.hi + b.exact.lo, acc.shape),
+                        op_call="", strict=target.strict, repro=reproduce.row_value(target, clause.op, group, item))
 
 
 def _grade_accumulation(record: Record, ulps: np.ndarray) -> None:

@@ -78,8 +78,9 @@ def finish(record: Record, target: Target, used: list[dict]) -> None:
     non-preferred convention conforms *with declared deviations* (pytest xfail)."""
     notes = non_preferred(target, used)
     if notes:
+        tables_ = ", ".join(dict.fromkeys(r.get("clause", CLAUSE) for r in used))
         record.deviation = "declared convention(s) differ from the preferred: " + "; ".join(notes) + \
-                           f" (declared in the adapter's conventions; table in [{CLAUSE}])"
+                           f" (declared in the adapter's conventions; table in [{tables_}])"
         record.message = record.deviation
         pytest.xfail(record.deviation)
 

@@ -78,30 +78,45 @@ def reduction(clause: spec.Clause, target: Target, record: Record, group: tuple[
                    repro=reproduce.row_derivative(target, clause, mode, ref_args, len(group), i))
 
 
+def seed_directions(clause: spec.Clause, dtype: str, per_item: list[tuple], mode: str, salt: int = 0) -> list[tuple]:
+    """The seeded directions of each call: (v,) for vjp, the tangents of the ``wrt`` arguments
+    for jvp (backend-free, so the run's prebuild can ask for the same reference values)."""
+    wrt = list(clause.extra.get("wrt", [0]))
+    out_shape = reduction_shape(clause.op, [a.shape for a in per_item[0]])
+    if mode == "vjp":
+        return [tuple(directions(clause, dtype, [out_shape], salt * 7919 + j)) for j in range(len(per_item))]
+    return [tuple(directions(clause, dtype, [args[i].shape for i in wrt], salt * 7919 + j))
+            for j, args in enumerate(per_item)]
+
+
+def _per_item(op: str, group) -> tuple[bool, list[tuple]]:
+    scalar = REDUCTION_SHAPES.get(op) == "scalar"
+    items = group[0].shape[0]
+    return scalar, ([tuple(a[i] for a in group) for i in range(items)] if scalar else [tuple(group)])
+
+
+def reference_args(clause: spec.Clause, dtype: str, group, mode: str, salt: int = 0) -> tuple[np.ndarray, ...]:
+    """The arguments of the clause's per-mode reference: the group, then the directions."""
+    scalar, per_item = _per_item(clause.op, group)
+    seeds = seed_directions(clause, dtype, per_item, mode, salt)
+    if scalar:
+        return tuple(group) + tuple(np.stack([s[k] for s in seeds]) for k in range(len(seeds[0])))
+    return tuple(group) + tuple(seeds[0])
+
+
 def derivative_values(clause: spec.Clause, target: Target, group, mode: str, salt: int = 0):
     """(backend derivative (items, K), reference arguments): vjp -> the gradients w.r.t. the
     clause's ``wrt`` arguments, concatenated per item; jvp -> the output tangent."""
     op, wrt = clause.op, list(clause.extra.get("wrt", [0]))
-    scalar = REDUCTION_SHAPES.get(op) == "scalar"
+    scalar, per_item = _per_item(op, group)
     items = group[0].shape[0]
-    per_item = [tuple(a[i] for a in group) for i in range(items)] if scalar else [group]
-    out_shape = reduction_shape(op, [a.shape for a in per_item[0]])
-    results, seeds = [], []
-    for j, args in enumerate(per_item):
+    results = []
+    for args, seed in zip(per_item, seed_directions(clause, target.dtype, per_item, mode, salt)):
         if mode == "vjp":
-            (v,) = directions(clause, target.dtype, [out_shape], salt * 7919 + j)
-            _, grads = target.reduction_derivative(op, args, wrt, v, mode="vjp")
+            _, grads = target.reduction_derivative(op, args, wrt, seed[0], mode="vjp")
             d = np.concatenate([g.reshape(1 if scalar else items, -1) for g in grads], axis=1)
-            seeds.append((v,))
         else:
-            ts = directions(clause, target.dtype, [args[i].shape for i in wrt], salt * 7919 + j)
-            _, t = target.reduction_derivative(op, args, wrt, ts, mode="jvp")
+            _, t = target.reduction_derivative(op, args, wrt, list(seed), mode="jvp")
             d = np.reshape(t, (1 if scalar else items, -1))
-            seeds.append(tuple(ts))
         results.append(d)
-    d = np.concatenate(results, axis=0)
-    if scalar:
-        seed_arrays = tuple(np.stack([s[k] for s in seeds]) for k in range(len(seeds[0])))
-    else:
-        seed_arrays = seeds[0]
-    return d, tuple(group) + tuple(seed_arrays)
+    return np.concatenate(results, axis=0), reference_args(clause, target.dtype, group, mode, salt)

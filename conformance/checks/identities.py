@@ -51,7 +51,8 @@ def check(clause: spec.Clause, target: Target, record: Record, z: np.ndarray) ->
                 tol = tol + abs(c) * allowance
         stacked = np.stack(parts, axis=-1)
         with np.errstate(invalid="ignore"):
-            residual = np.array([math.fsum(row) if np.all(np.isfinite(row)) else math.nan for row in stacked])
+            finite = np.isfinite(stacked).all(axis=-1).tolist()
+            residual = np.array([math.fsum(row) if ok else math.nan for row, ok in zip(stacked.tolist(), finite)])
         err = np.abs(residual) / tol
         err = np.where(np.isnan(err), np.inf, err)
         record.observe(inputs=[zz], error=err, output=residual, exact=np.zeros_like(zz))

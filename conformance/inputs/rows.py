@@ -75,6 +75,9 @@ def _rows(fmt: Format, n: int) -> np.ndarray:
     if n < LONG:
         rows.append(np.full(n, rng.standard_normal() * 10))     # all tied
         if n >= 2:
+            r = -(gap + 1 + rng.random(n) * gap)                # max 0, the rest below u: lse = log1p(r) tiny
+            r[rng.integers(n)] = 0.0
+            rows.append(r)
             r = rng.standard_normal(n)
             i, j = rng.choice(n, 2, replace=False)
             r[i] = r[j] = r.max() + 1                           # two tied maxima

@@ -19,7 +19,7 @@ import math
 import numpy as np
 from hypothesis import strategies as st
 
-from ffnspec.reference.floatformat import Format, all_values, from_ordinal, ordinal, round_array
+from ffnspec.reference.floatformat import Format, all_values, from_ordinal, ordinal, round_array, value_at
 
 NEIGHBOURHOOD = 256
 GRID_SAMPLE = 4096
@@ -172,12 +172,12 @@ def floats(fmt: Format, domain: tuple[float, float] | None = None) -> st.SearchS
         st.integers(-top, top),
         st.builds(lambda c, k: c + k, st.sampled_from(centres), st.integers(-NEIGHBOURHOOD, NEIGHBOURHOOD)),
         st.integers(-sub, sub),
-    ).map(lambda i: float(from_ordinal(np.array([max(-top, min(top, i))]), fmt)[0]))
+    ).map(lambda i: value_at(max(-top, min(top, i)), fmt))
     values = st.one_of(pick, st.sampled_from([0.0, -0.0, 1.0, -1.0, 0.5, -0.5, 2.0, -2.0]))
     if domain is not None:
         lo, hi = domain
-        values = values.map(lambda v: min(max(v, lo), hi)).map(
-            lambda v: float(round_array(np.array([v]), fmt)[0])).filter(lambda v: lo <= v <= hi)
+        values = values.map(lambda v: v if lo <= v <= hi else float(round_array(np.array([min(max(v, lo), hi)]), fmt)[0])
+                            ).filter(lambda v: lo <= v <= hi)
     return values
 
 

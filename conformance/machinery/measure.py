@@ -70,10 +70,31 @@ def accuracy_error(clause: spec.Clause, target: Target, z: np.ndarray, got: np.n
     else:
         s_acc = tables.approximate(tol.accuracy_scale, (z,))
         floor = two_eta(target) * (1 + (tables.approximate(tol.underflow, (z,)) if tol.underflow else 0.0))
-        with np.errstate(invalid="ignore", over="ignore"):
-            err = 2 * np.abs((got - ex.hi) - ex.lo) / (2 * fmt.unit_roundoff * (np.abs(ex.hi) + s_acc) + floor)
+        err = _mixed_units(target, got, ex, s_acc, floor)
+    return _accuracy_conventions(target, got, ex, err)
+
+
+def accuracy_error_items(clause: spec.Clause, target: Target, args: tuple[np.ndarray, ...], got: np.ndarray,
+                         ex: precision.Exact) -> np.ndarray:
+    """The error of each component of a reduction in units of its accuracy criterion
+    |g - t| <= k u (|t| + S_acc) + eta, S_acc from the reference; a non-finite exact value must
+    be met exactly, an exact value beyond the range by its rounding, inf."""
+    s_acc = tables.approximate_items(clause.tolerance.accuracy_scale, args)
+    err = _mixed_units(target, got, ex, s_acc, two_eta(target))
+    err = np.where(np.isfinite(ex.hi), err, np.where(got == ex.hi, 0.0, np.inf))
+    err = np.where(np.isinf(ex.cr) & (got == ex.cr), 0.0, err)
+    return _accuracy_conventions(target, got, ex, err)
+
+
+def _mixed_units(target: Target, got, ex: precision.Exact, scale, floor) -> np.ndarray:
+    """2 |g - t| / (2 u (|t| + S) + 2 eta'): the error in units of a mixed bound (k <= 1 passes)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return 2 * np.abs((got - ex.hi) - ex.lo) / (2 * target.fmt.unit_roundoff * (np.abs(ex.hi) + scale) + floor)
+
+
+def _accuracy_conventions(target: Target, got, ex: precision.Exact, err: np.ndarray) -> np.ndarray:
     if target.ftz:
-        err = np.where((np.abs(ex.hi) < fmt.min_normal) & (got == 0), 0.0, err)
+        err = np.where((np.abs(ex.hi) < target.fmt.min_normal) & (got == 0), 0.0, err)
     return np.where(np.isnan(err), np.inf, err)
 
 

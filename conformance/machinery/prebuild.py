@@ -7,9 +7,11 @@ What is requested, per selected clause and dtype (``requests``):
       and accuracy scale, the references and the ops' accuracy clauses of its relations) --
       complete tables for 16-bit formats (one per fixed slope alpha), the deterministic
       region (z, and -z, 2z for identities) for float32 and float64;
-  reductions: the value reference and its error scales at the recipe's deterministic groups.
-Everything else (hypothesis draws, derivative directions, structured problems) is computed
-when a check asks, and the bulk of it is cached for the next run.
+  reductions: the value reference and its error scales at the recipe's deterministic groups;
+  reduction derivatives (a second stage: the domain filter reads the first stage's values):
+      each mode's reference and scales at the groups with their seeded directions.
+Everything else (hypothesis draws, structured problems) is computed when a check asks, and the
+bulk of it is cached for the next run.
 """
 from __future__ import annotations
 
@@ -68,7 +70,36 @@ def requests(clauses: list[spec.Clause], dtypes: tuple[str, ...]) -> list:
                 for group in rows.groups(c.extra["vectors"], fmt):
                     out.append(Request(c.reference, dtype, group, items=True))
                     out += [Request(s, dtype, group, items=True, scale=True)
-                            for s in (c.tolerance.scale, c.tolerance.accumulation, c.tolerance.underflow) if s]
+                            for s in (c.tolerance.scale, c.tolerance.accumulation, c.tolerance.underflow,
+                                      c.tolerance.accuracy_scale) if s]
+    return out
+
+
+def derivative_requests(clauses: list[spec.Clause], dtypes: tuple[str, ...]) -> list:
+    """Stage two: what ``checks.derivatives.reduction`` asks for at the deterministic groups
+    (the same groups, filter, salts and directions)."""
+    from ffnspec.conformance.checks.derivatives import reference_args
+    from ffnspec.conformance.inputs import rows
+    from ffnspec.reference import tables
+    from ffnspec.reference.tables import Request
+    out: list = []
+    for c in clauses:
+        if c.kind != "reduction_derivative":
+            continue
+        value = next((v.reference for v in spec.clauses() if v.kind == "reduction" and v.op == c.op), None)
+        for dtype in dtypes:
+            fmt = get_format(dtype)
+            for salt, group in enumerate(rows.groups(c.extra["vectors"], fmt)):
+                if c.extra.get("finite_value") and value:
+                    keep = np.isfinite(tables.exact_items(value, group, fmt).cr).all(axis=1)
+                    group = tuple(a[keep] for a in group)
+                    if group[0].shape[0] == 0:
+                        continue
+                for mode, ref in c.extra["modes"].items():
+                    args = reference_args(c, dtype, group, mode, salt)
+                    out.append(Request(ref["reference"], dtype, args, items=True))
+                    out += [Request(ref[s], dtype, args, items=True, scale=True)
+                            for s in ("scale", "accumulation", "underflow") if ref.get(s)]
     return out
 
 
@@ -107,13 +138,41 @@ class TerminalLine:
             self.tr.write_line(line)
 
 
+def fingerprint(clauses: list[spec.Clause], dtypes: tuple[str, ...]) -> str:
+    """What decides a run's requests: the clauses, the dtypes and the source of the spec, the
+    reference and the conformance package (inputs, checks, this planner)."""
+    import hashlib
+    from pathlib import Path
+    from ffnspec import conformance, reference
+    h = hashlib.blake2b(repr(([c.id for c in clauses], dtypes)).encode(), digest_size=16)
+    for pkg in (spec, reference, conformance):
+        root = Path(pkg.__file__).parent
+        for f in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".toml")):
+            h.update(f.relative_to(root).as_posix().encode() + f.read_bytes())
+    return h.hexdigest()
+
+
 def run(config, session) -> None:
-    """Prebuild what the session's clauses and dtypes need, unless it is all cached."""
+    """Prebuild what the session's clauses and dtypes need, unless an earlier run with the same
+    fingerprint built it all (then planning is skipped; values evicted since are computed when
+    a check asks, so the stamp decides speed, never results)."""
     from ffnspec.reference import tables
-    reqs = requests(spec.select(patterns=session.patterns), session.dtypes)
+    clauses = spec.select(patterns=session.patterns)
+    stamp = None
+    if tables.cache_dir() is not None:
+        stamp = tables.cache_dir() / "prebuilt" / fingerprint(clauses, session.dtypes)
+        if stamp.exists():
+            return
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     progress = TerminalLine(reporter) if reporter is not None else None
-    summary = tables.prebuild(reqs, jobs=jobs(config.option.ffnspec_jobs), progress=progress)
+    n = jobs(config.option.ffnspec_jobs)
+    summary = tables.prebuild(requests(clauses, session.dtypes), jobs=n, progress=progress)
+    second = tables.prebuild(derivative_requests(clauses, session.dtypes), jobs=n, progress=progress)
+    summary = tables.Summary(summary.units + second.units, summary.values + second.values,
+                             summary.seconds + second.seconds, n)
+    if stamp is not None:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.touch()
     if summary.units and reporter is not None:
         reporter.write_line(f"ffnspec reference values: {summary.values} computed in {summary.seconds:.0f} s "
                             f"by {summary.jobs} process(es); cached in {tables.cache_dir() or 'memory'}")

@@ -130,11 +130,12 @@ class Record:
 
 def assess_accuracy(record: Record, clause: Clause, target: Target, *, inputs: list[np.ndarray],
                     error: np.ndarray, output: np.ndarray, exact: np.ndarray, op_call: str,
-                    strict: bool = False) -> None:
+                    strict: bool = False, repro: str | None = None) -> None:
     """The accuracy tier: fold the errors in the accuracy criterion's unit (ULPs of the exact
     value, or k of its mixed bound) into the record.  Inputs above the clause's ``accuracy``
     bound are findings, with the worst one described and a reproducer; under ``strict`` they
-    fail the check."""
+    fail the check.  Elementwise: ``inputs`` are the argument arrays, aligned with ``error``.
+    Reductions: ``inputs`` are the worst item's arguments (rows), ``repro`` its reproducer."""
     bound = clause.tolerance.accuracy
     error = np.asarray(error, dtype=np.float64).ravel()
     if bound is None or error.size == 0:
@@ -148,16 +149,21 @@ def assess_accuracy(record: Record, clause: Clause, target: Target, *, inputs: l
     record.findings += int(bad.sum())
     if not bad.any() or not worse:
         return
-    args = [float(np.ravel(a)[i]) for a in inputs]
+    if repro is None:
+        args = [float(np.ravel(a)[i]) for a in inputs]
+        repro = reproduce.scalars(target, op_call, args)
+        shown = ", ".join(format_float(v) for v in args)
+    else:
+        flat = [float(v) for a in inputs for v in np.ravel(a)]
+        shown = ", ".join(format_float(v) for v in flat[:24]) + (f", ... ({len(flat)} values)" if len(flat) > 24 else "")
     unit = "ULP of the exact value" if clause.tolerance.accuracy_scale is None else \
         f"k of {bound:g} u (|t| + S_acc) + eta, S_acc = {clause.tolerance.accuracy_scale}"
-    repro = reproduce.scalars(target, op_call, args)
     record.finding = "\n".join([
         f"{clause.citation} {clause.title}: accuracy finding",
         f"  accuracy criterion: error <= {bound:g} {unit} (a good implementation achieves this; "
         f"the MUST bound is met)",
         f"  backend {target.backend.name} / {target.dtype} / {target.device}" + (f" / {record.mode}" if record.mode else ""),
-        f"  worst input: ({', '.join(format_float(v) for v in args)}) -> got {format_float(float(np.ravel(output)[i]))}, "
+        f"  worst input: ({shown}) -> got {format_float(float(np.ravel(output)[i]))}, "
         f"exact {float(np.ravel(exact)[i])!r}; error {error[i]:.4g}",
         f"  findings: {record.findings} of {record.examples} inputs",
         "  reproducer:", *("    " + ln for ln in repro.splitlines())])
