@@ -53,6 +53,9 @@ _VALUE = {
     "scale": lambda ctx, a, x: a[0] / x,                      # a / n (a mean)
     "sum": lambda ctx, a, x: ctx.fsum(a),
     "tie": lambda ctx, a, x: a[0],                            # max(a, b) at a == b
+    "pick": lambda ctx, a, x: a[0],                           # max(a, b) = a, a > b: routes to a
+    "route": lambda ctx, a, x: a[0],                          # pick's tangent: a_dot (b_dot not taken)
+    "blend": lambda ctx, a, x: (a[0] + a[1]) / 2,             # tie's tangent: (a_dot + b_dot) / 2
     "exp": lambda ctx, a, x: ctx.exp(a[0]),
     "log": lambda ctx, a, x: ctx.log(a[0]),
     "log1p": lambda ctx, a, x: ctx.log1p(a[0]),
@@ -78,8 +81,10 @@ DERIV = 21     # a derivative unit: the act.*.grad MUST constant
 def _allowance(n: Node, f: list[float]) -> tuple[float, float]:
     """(cu, ce) of node n; f holds the float values of all nodes."""
     op, v = n.op, abs(f[n.id])
-    if op in ("in", "const", "neg", "tie"):
+    if op in ("in", "const", "neg", "tie", "pick"):
         return 0.0, 0.0
+    if op in ("route", "blend"):  # also b_dot + [a > b] (a_dot - b_dot), torch's form: two roundings
+        return v + abs(f[n.args[0].id] - f[n.args[1].id]), (1.0 if op == "blend" else 0.0)
     if op in ("add", "sub"):
         return v, 0.0                      # sums of floats never underflow inexactly
     if op in ("mul", "div"):
@@ -127,8 +132,10 @@ def _partials(n: Node, f: list[float]) -> list[float]:
         return [0.5]
     if op == "scale":
         return [1 / n.aux]
-    if op == "tie":
+    if op in ("tie", "blend"):
         return [0.5, 0.5]
+    if op in ("pick", "route"):
+        return [1.0, 0.0]
     z = a[0]
     s = _fsig(z)
     d1 = s * (1 - s)
@@ -190,9 +197,9 @@ class Graph:
     def maximum(self, a: Node, b: Node) -> Node:
         self.decisions.append((a, b))
         if a.value > b.value:
-            return a
+            return self.op("pick", a, b)
         if b.value > a.value:
-            return b
+            return self.op("pick", b, a)
         return self.op("tie", a, b)
 
     # x (d n / d args[i]): linear in x, the same for a cotangent (reverse) or a tangent (forward)
@@ -200,8 +207,10 @@ class Graph:
         op, a = n.op, n.args
         if op in ("add", "sum"):
             return x
-        if op == "tie":
+        if op in ("tie", "blend"):
             return self.op("half", x)
+        if op in ("pick", "route"):
+            return x if i == 0 else None
         if op == "sub":
             return x if i == 0 else self.op("neg", x)
         if op == "neg":
@@ -254,6 +263,12 @@ class Graph:
         tan = dict(tangents)
         for n in self.nodes[:upto]:
             if n.id in tan or not n.args:
+                continue
+            if n.op in ("pick", "tie"):  # a maximum's tangent: routed (or blended at a tie) as one node
+                a, b = n.args
+                if a.id in tan or b.id in tan:
+                    tan[n.id] = self.op("route" if n.op == "pick" else "blend", tan.get(a.id, self._zero),
+                                        tan.get(b.id, self._zero))
                 continue
             terms = [self.contrib(n, i, tan[p.id]) for i, p in enumerate(n.args) if p.id in tan]
             if terms:
