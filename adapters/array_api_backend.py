@@ -39,6 +39,11 @@ def standard_ops(xp: Any) -> dict[str, Callable]:
         "maxout": lambda z, k: xp.max(xp.reshape(z, z.shape[:-1] + (z.shape[-1] // k, k)), axis=-1),
         "lowrank": lambda x, V, U: xp.matmul(xp.matmul(x, xp.matrix_transpose(U)), xp.matrix_transpose(V)),
         "cov_from_factor": lambda b: xp.matmul(b, xp.matrix_transpose(b)),
+        # bp: the graph primitives (differentiated by ffnspec's engine over the namespace)
+        "div": lambda a, b: xp.divide(a, b), "log": lambda z: xp.log(z), "sin": lambda z: xp.sin(z),
+        "cos": lambda z: xp.cos(z), "maximum": lambda a, b: xp.maximum(a, b),
+        "where": lambda c, a, b: xp.where(c != 0, a, b), "matmul": lambda a, b: xp.matmul(a, b),
+        "sum": lambda z, axis=None: xp.sum(z, axis=axis), "mean": lambda z, axis=None: xp.mean(z, axis=axis),
     }
 
 

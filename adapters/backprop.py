@@ -275,6 +275,196 @@ RULES.update({
 })
 
 
+# ---- the bp family (whole programs, §6.5): arithmetic, elementary functions, routing, matmul,
+# reductions along an axis.  Broadcasting: a binary op's partials are broadcast against the
+# cotangent, and each contribution is summed back to its argument's shape once (_accumulate:
+# "unbroadcast", as autograd does).  maximum routes to the larger argument and splits a tie
+# evenly (the sum of the routed cotangents is the upstream one); where(c, a, b) routes the
+# cotangent to the branch taken and an exact 0 to the other, whatever that branch holds.
+def _mask(xp, c, like):
+    return _astype(xp, xp.asarray(c) != 0, like.dtype)
+
+
+def _route(xp, x, y):
+    """d max(x, y) / dx: 1 where x > y, 1/2 at a tie, 0 below."""
+    return _astype(xp, x > y, x.dtype) + 0.5 * _astype(xp, x == y, x.dtype)
+
+
+PARTIALS.update({
+    "div":     lambda xp, ops, ans, x, y: (1 / y, -ans / y),
+    "log":     lambda xp, ops, ans, z: (1 / z,),
+    "sin":     lambda xp, ops, ans, z: (xp.cos(z),),
+    "cos":     lambda xp, ops, ans, z: (-xp.sin(z),),
+    "maximum": lambda xp, ops, ans, x, y: (_route(xp, x, y), _route(xp, y, x)),
+    "where":   lambda xp, ops, ans, c, a, b: (xp.zeros_like(ans), _mask(xp, c, ans), 1 - _mask(xp, c, ans)),
+})
+
+
+def _expand(xp, g, z, axis):
+    """A reduced cotangent broadcast back over the reduced axis (axis None: every axis)."""
+    g = xp.asarray(g)
+    if axis is not None:
+        g = xp.expand_dims(g, axis)
+    return xp.broadcast_to(g, z.shape)
+
+
+def _count(z, axis) -> int:
+    return z.size if axis is None else z.shape[axis]
+
+
+RULES.update({
+    "matmul": (lambda xp, ops, ans, g, a, b: (g @ _mT(xp, b), _mT(xp, a) @ g),
+               lambda xp, ops, ans, ts, a, b: _zt(xp, ts[0], a) @ b + a @ _zt(xp, ts[1], b)),
+    "sum":    (lambda xp, ops, ans, g, z, axis=None: (_expand(xp, g, z, axis),),
+               lambda xp, ops, ans, ts, z, axis=None: xp.sum(ts[0], axis=axis)),
+    "mean":   (lambda xp, ops, ans, g, z, axis=None: (_expand(xp, g, z, axis) / _count(z, axis),),
+               lambda xp, ops, ans, ts, z, axis=None: xp.mean(ts[0], axis=axis)),
+})
+PARAMETRISED = {"sum", "mean"}  # RULES whose rules take the op's keyword parameters
+
+
+def define(name: str, vjp_rule: Callable, jvp_rule: Callable, hvp_rule: Callable | None = None) -> None:
+    """A user-defined primitive with its own derivative rules (the engine's counterpart of
+    torch.autograd.Function and jax.custom_vjp): the op ``name`` of an OpTable is then
+    differentiated by these rules, never traced through."""
+    RULES[name] = (vjp_rule, jvp_rule)
+    if hvp_rule is not None:
+        HVP_RULES[name] = hvp_rule
+
+
+def _accumulate(xp, grad: dict, parent, c) -> None:
+    """grad_table[parent] += c (§6.5.6, several paths are summed), c first summed back to the
+    parent's shape where it was broadcast."""
+    shape = getattr(parent.value, "shape", ())
+    if getattr(c, "shape", ()) != shape:
+        c = _sum_to(xp, c, shape)
+    grad[id(parent)] = grad[id(parent)] + c if id(parent) in grad else c
+
+
+# ---- second order: the Hessian-vector product by forward mode over reverse mode -------------
+# Each elementwise rule's partials p_i(x) are differentiated once more: SECOND[op] gives the
+# matrix d p_i / d x_j (None: zero), so the tangent of a contribution g p_i is
+# g_dot p_i + g sum_j (d p_i / d x_j) x_dot_j.  Non-elementwise primitives have one line each in
+# HVP_RULES: the tangents of their cotangents, from (g, g_dot) and the argument tangents.
+def _dsig(ops, z):
+    return ops.sigmoid(z) * ops.sigmoid(-z)
+
+
+SECOND: dict[str, Callable] = {
+    "neg":         lambda xp, ops, ans, z: [[None]],
+    "exp":         lambda xp, ops, ans, z: [[ans]],
+    "log":         lambda xp, ops, ans, z: [[-1 / (z * z)]],
+    "log1p":       lambda xp, ops, ans, z: [[-1 / ((1 + z) * (1 + z))]],
+    "sin":         lambda xp, ops, ans, z: [[-xp.sin(z)]],
+    "cos":         lambda xp, ops, ans, z: [[-xp.cos(z)]],
+    "sigmoid":     lambda xp, ops, ans, z: [[_dsig(ops, z) * (1 - 2 * ops.sigmoid(z))]],
+    "tanh":        lambda xp, ops, ans, z: [[-2 * ans * _sech2(xp, ops, ans, z)[0]]],
+    "softplus":    lambda xp, ops, ans, z: [[_dsig(ops, z)]],
+    "log_sigmoid": lambda xp, ops, ans, z: [[-_dsig(ops, z)]],
+    "relu":        lambda xp, ops, ans, z: [[None]],
+    "add":         lambda xp, ops, ans, x, y: [[None, None], [None, None]],
+    "sub":         lambda xp, ops, ans, x, y: [[None, None], [None, None]],
+    "mul":         lambda xp, ops, ans, x, y: [[None, xp.ones_like(x)], [xp.ones_like(y), None]],
+    "div":         lambda xp, ops, ans, x, y: [[None, -1 / (y * y)], [-1 / (y * y), 2 * ans / (y * y)]],
+    "maximum":     lambda xp, ops, ans, x, y: [[None, None], [None, None]],
+    "where":       lambda xp, ops, ans, c, a, b: [[None] * 3 for _ in range(3)],
+}
+
+
+def _softmax_dot(xp, a, t):
+    """The softmax tangent a (t - sum(a t)) along a row tangent t."""
+    return a * (t - _s(xp, a * t))
+
+
+def _lse_hvp(xp, ops, ans, g, gd, vals, ts):
+    a = ops.softmax(vals[0])
+    return [xp.asarray(gd)[..., None] * a + xp.asarray(g)[..., None] * _softmax_dot(xp, a, ts[0])]
+
+
+def _log_softmax_hvp(xp, ops, ans, g, gd, vals, ts):
+    a = xp.exp(ans)
+    return [gd - a * _s(xp, gd) - _softmax_dot(xp, a, ts[0]) * _s(xp, g)]
+
+
+def _softmax_hvp(xp, ops, ans, g, gd, vals, ts):
+    ad = _softmax_dot(xp, ans, ts[0])
+    return [ad * (g - _s(xp, g * ans)) + ans * (gd - _s(xp, gd * ans + g * ad))]
+
+
+HVP_RULES: dict[str, Callable] = {
+    # (xp, ops, ans, g, g_dot, argument values, argument tangents, **params) -> cotangent tangents
+    "matmul":      lambda xp, ops, ans, g, gd, v, t: [gd @ _mT(xp, v[1]) + g @ _mT(xp, t[1]),
+                                                      _mT(xp, v[0]) @ gd + _mT(xp, t[0]) @ g],
+    "sum":         lambda xp, ops, ans, g, gd, v, t, axis=None: [_expand(xp, gd, v[0], axis)],
+    "mean":        lambda xp, ops, ans, g, gd, v, t, axis=None: [_expand(xp, gd, v[0], axis) / _count(v[0], axis)],
+    "logsumexp":   _lse_hvp,
+    "log_softmax": _log_softmax_hvp,
+    "softmax":     _softmax_hvp,
+}
+
+
+def _plus(a, b):
+    return b if a is None else a if b is None else a + b
+
+
+def hvp(xp, ops: OpTable, fn: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, tuple]:
+    """Forward over reverse: (fn(ops, *primals), (d^2 fn / d primals^2) tangents, one per primal),
+    for a scalar fn.  A primitive without a second-order rule raises NotImplementedError."""
+    tape: list[_Node] = []
+    inputs = [_Node(p, []) for p in primals]
+    out = fn(_traced_ops(xp, ops, tape), *inputs)
+    tan = {id(n): t for n, t in zip(inputs, tangents)}
+    with _quiet(xp):
+        for node in tape:  # forward mode: every node's tangent (zero tangents stay None)
+            if node.rule is not None:
+                name, vals, nodes, params = node.rule
+                ts = [tan.get(id(p)) if p is not None else None for p in nodes]
+                if any(t is not None for t in ts):
+                    t = _apply_rule(xp, ops, RULES[name][1], node.value, ts, vals, params)
+                    tan[id(node)] = _astype(xp, xp.asarray(t), node.value.dtype)
+                continue
+            acc = None
+            for parent, partial in node.parents:
+                if id(parent) in tan:
+                    acc = _plus(acc, tan[id(parent)] * partial)
+            if acc is not None:
+                tan[id(node)] = _astype(xp, acc, node.value.dtype)
+        grad, gdot = {id(out): xp.ones_like(out.value)}, {}
+        for node in reversed(tape):  # reverse mode carrying (g, g_dot)
+            g = grad.pop(id(node), None)
+            if g is None:
+                continue
+            gd = gdot.pop(id(node), None)
+            gd = xp.zeros_like(g) if gd is None else gd
+            if node.rule is not None:
+                name, vals, nodes, params = node.rule
+                if name not in HVP_RULES:
+                    raise NotImplementedError(f"the engine has no second-order rule for {name!r}")
+                ts = [_zt(xp, tan.get(id(p)) if p is not None else None, v) for p, v in zip(nodes, vals)]
+                cs = _apply_rule(xp, ops, RULES[name][0], node.value, g, vals, params)
+                cds = HVP_RULES[name](xp, ops, node.value, g, gd, vals, ts, **params)
+                for parent, c, cd in zip(nodes, cs, cds):
+                    if parent is not None and c is not None:
+                        dt = parent.value.dtype
+                        _accumulate(xp, grad, parent, _astype(xp, xp.asarray(c), dt))
+                        _accumulate(xp, gdot, parent, _astype(xp, xp.asarray(cd), dt))
+                continue
+            name = node.name
+            if name not in SECOND:
+                raise NotImplementedError(f"the engine has no second-order rule for {name!r}")
+            second = SECOND[name](xp, ops, node.value, *node.args)
+            argt = [tan.get(id(a)) if isinstance(a, _Node) else None for a in node.raw]
+            for i, (parent, partial) in enumerate(node.parents):
+                k = node.index[i]
+                pdot = None
+                for j, t in enumerate(argt):
+                    if t is not None and second[k][j] is not None:
+                        pdot = _plus(pdot, second[k][j] * t)
+                cd = gd * partial if pdot is None else gd * partial + g * pdot
+                dt = parent.value.dtype
+                _accumulate(xp, grad, parent, _astype(xp, g * partial, dt))
+                _accumulate(xp, gdot, parent, _astype(xp, cd, dt))
+    return out.value, tuple(gdot.get(id(n), xp.zeros_like(p)) for n, p in zip(inputs, primals))
 # The dense layer of the xor, opt and init families: y = x W + b (x (N, d), W (d, m), b (m,)):
 # g W^T, x^T g, and g summed over the batch (seed 003's rules); forward mode t_x W + x t_W + t_b.
 RULES.update({
@@ -284,12 +474,13 @@ RULES.update({
 
 
 class _Node:
-    __slots__ = ("value", "parents", "rule")
+    __slots__ = ("value", "parents", "rule", "name", "args", "raw", "index")
 
     def __init__(self, value, parents, rule=None):
         self.value = value
         self.parents = parents  # [(parent node, partial array)]; partial None under a RULES rule
-        self.rule = rule        # (name, argument values, traced flags) for RULES primitives
+        self.rule = rule        # (name, argument values, traced flags, params) for RULES primitives
+        self.name, self.args, self.raw, self.index = None, (), (), ()  # elementwise: for SECOND
 
 
 def _traced_ops(xp, ops: OpTable, tape: list) -> OpTable:
@@ -303,14 +494,18 @@ def _traced_ops(xp, ops: OpTable, tape: list) -> OpTable:
                 partials = rule(xp, ops, ans, *vals, **params)
             parents = [(a, p) for a, p in zip(args, partials) if isinstance(a, _Node)]
             node = _Node(ans, parents)
+            node.name, node.args, node.raw = name, tuple(vals), tuple(args)
+            node.index = tuple(i for i, a in enumerate(args) if isinstance(a, _Node))
             tape.append(node)
             return node
         return op
 
     def wrap_rule(name: str, f: Callable) -> Callable:
-        def op(*args, **params):  # RULES read keyword parameters from the shapes (e.g. maxout's k)
-            vals = [a.value if isinstance(a, _Node) else a for a in args]
-            node = _Node(f(*vals, **params), [], rule=(name, vals, [a if isinstance(a, _Node) else None for a in args]))
+        def op(*args, **params):  # RULES read keyword parameters from the shapes (e.g. maxout's k),
+            vals = [a.value if isinstance(a, _Node) else a for a in args]  # those in PARAMETRISED get them
+            kept = params if name in PARAMETRISED else {}
+            node = _Node(f(*vals, **params), [], rule=(name, vals, [a if isinstance(a, _Node) else None for a in args],
+                                                       kept))
             tape.append(node)
             return node
         return op
@@ -318,7 +513,7 @@ def _traced_ops(xp, ops: OpTable, tape: list) -> OpTable:
                     if n in PARTIALS or n in RULES})
 
 
-def _apply_rule(xp, ops: OpTable, f: Callable, ans, first, vals):
+def _apply_rule(xp, ops: OpTable, f: Callable, ans, first, vals, params=None):
     """A RULES rule; 16-bit arrays are widened to float32 first (accumulation policy)."""
     if getattr(getattr(ans, "dtype", None), "itemsize", 8) < 4:
         narrow = ans.dtype
@@ -327,14 +522,20 @@ def _apply_rule(xp, ops: OpTable, f: Callable, ans, first, vals):
             return _astype(xp, a, xp.float32) if getattr(a, "dtype", None) == narrow else a
         ans, vals = w(ans), [w(v) for v in vals]
         first = [w(t) for t in first] if isinstance(first, list) else w(first)
-    return f(xp, ops, ans, first, *vals)
+    return f(xp, ops, ans, first, *vals, **(params or {}))
 
 
-def vjp(xp, ops: OpTable, fn: Callable, primals: Sequence[Any], cotangent: Any) -> tuple[Any, tuple]:
-    """Reverse mode: (fn(ops, *primals), grad of <cotangent, fn> w.r.t. each primal)."""
+def vjp(xp, ops: OpTable, fn: Callable, primals: Sequence[Any], cotangent: Any,
+        stats: dict | None = None) -> tuple[Any, tuple]:
+    """Reverse mode: (fn(ops, *primals), grad of <cotangent, fn> w.r.t. each primal).  With
+    ``stats``, counts the edges of the tape (``edges``) and the derivative applications of the
+    sweep (``applications``: one per edge whose contribution is formed): grad_table memoises
+    each node's gradient, so every edge is visited once (§6.5.6)."""
     tape: list[_Node] = []
     inputs = [_Node(p, []) for p in primals]
     out = fn(_traced_ops(xp, ops, tape), *inputs)
+    if stats is not None:
+        stats["edges"] = sum(len(n.parents) if n.rule is None else sum(p is not None for p in n.rule[2]) for n in tape)
     grad = {id(out): cotangent}
     with _quiet(xp):
         for node in reversed(tape):
@@ -342,17 +543,24 @@ def vjp(xp, ops: OpTable, fn: Callable, primals: Sequence[Any], cotangent: Any) 
             if g is None:
                 continue
             if node.rule is not None:  # a RULES primitive: its vjp gives one cotangent per argument
-                name, vals, nodes = node.rule
-                for parent, c in zip(nodes, _apply_rule(xp, ops, RULES[name][0], node.value, g, vals)):
+                name, vals, nodes, params = node.rule
+                for parent, c in zip(nodes, _apply_rule(xp, ops, RULES[name][0], node.value, g, vals, params)):
                     if parent is not None and c is not None:
                         c = _astype(xp, xp.asarray(c), parent.value.dtype)
-                        grad[id(parent)] = grad[id(parent)] + c if id(parent) in grad else c
+                        _accumulate(xp, grad, parent, c)
+                        _tally(stats, "applications")
                 continue
             for parent, partial in node.parents:
                 contribution = _astype(xp, g * partial, g.dtype) if hasattr(g, "dtype") else g * partial
-                grad[id(parent)] = grad[id(parent)] + contribution if id(parent) in grad else contribution
+                _accumulate(xp, grad, parent, contribution)
+                _tally(stats, "applications")
     zeros = [xp.zeros_like(p) for p in primals]
     return out.value, tuple(grad.get(id(n), z) for n, z in zip(inputs, zeros))
+
+
+def _tally(stats: dict | None, key: str) -> None:
+    if stats is not None:
+        stats[key] = stats.get(key, 0) + 1
 
 
 def jvp(xp, ops: OpTable, fn: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, Any]:
@@ -364,10 +572,10 @@ def jvp(xp, ops: OpTable, fn: Callable, primals: Sequence[Any], tangents: Sequen
     with _quiet(xp):
         for node in tape:
             if node.rule is not None:  # a RULES primitive: its jvp maps the argument tangents
-                name, vals, nodes = node.rule
+                name, vals, nodes, params = node.rule
                 ts = [tangent.get(id(p)) if p is not None else None for p in nodes]
                 if any(t is not None for t in ts):
-                    t = _apply_rule(xp, ops, RULES[name][1], node.value, ts, vals)
+                    t = _apply_rule(xp, ops, RULES[name][1], node.value, ts, vals, params)
                     tangent[id(node)] = _astype(xp, xp.asarray(t), node.value.dtype)
                 continue
             acc = None

@@ -127,6 +127,40 @@ _OPS.update({
 # softmax of a fully masked row: exp(-inf - (-inf)) = NaN, the preferred convention (spec/30_out.toml)
 OUT_CONVENTIONS = {"softmax_all_masked": "nan"}
 
+
+# ---- the bp family (whole programs, §6.5) ---------------------------------------------------
+# jnp's own functions.  custom_relu is the seeds' custom ReLU (002) as a jax.custom_vjp: its
+# backward zeroes the cotangent where the input is < 0.  A custom_vjp function has no forward
+# mode (jax raises on jvp of it): reverse mode only.
+@jax.custom_vjp
+def custom_relu(x):
+    """The seeds' custom ReLU: max(x, 0), with its own backward."""
+    return jnp.maximum(x, 0)
+
+
+def _custom_relu_fwd(x):
+    return custom_relu(x), x
+
+
+def _custom_relu_bwd(x, g):
+    return (jnp.where(x < 0, jnp.zeros_like(g), g),)
+
+
+custom_relu.defvjp(_custom_relu_fwd, _custom_relu_bwd)
+
+_OPS.update({
+    "div": (jnp.divide, "jnp.divide"),
+    "log": (jnp.log, "jnp.log"),
+    "sin": (jnp.sin, "jnp.sin"),
+    "cos": (jnp.cos, "jnp.cos"),
+    "maximum": (jnp.maximum, "jnp.maximum"),
+    "where": (lambda c, a, b: jnp.where(c != 0, a, b), "jnp.where"),
+    "matmul": (jnp.matmul, "jnp.matmul"),
+    "sum": (lambda z, axis=None: jnp.sum(z, axis=axis), "jnp.sum"),
+    "mean": (lambda z, axis=None: jnp.mean(z, axis=axis), "jnp.mean"),
+    "custom_relu": (custom_relu, "custom_relu"),
+})
+
 _DEVICE_KIND = {"cpu": "cpu", "gpu": "gpu"}
 
 
@@ -279,6 +313,13 @@ class JaxBackend:
 
     def jvp(self, fn: Callable, primals: Sequence[Any], tangents: Sequence[Any]):
         return jax.jvp(lambda *xs: fn(self.ops, *xs), tuple(primals), tuple(tangents))
+
+    def hvp(self, fn: Callable, primals: Sequence[Any], tangents: Sequence[Any]):
+        """Hessian-vector product of a scalar program: forward over reverse, jax.jvp of jax.grad."""
+        f = lambda *xs: fn(self.ops, *xs)  # noqa: E731
+        out = f(*primals)
+        _, hv = jax.jvp(jax.grad(f, argnums=tuple(range(len(primals)))), tuple(primals), tuple(tangents))
+        return out, tuple(hv)
 
     # -- reproducers ---------------------------------------------------------------
     def snippet(self, op_call: str, inputs: Sequence[float], dtype: str, device: str) -> str:

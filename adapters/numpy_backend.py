@@ -195,6 +195,31 @@ _HID_OPS: dict[str, tuple[Callable, bool]] = {
 HID_CONVENTIONS = backprop.CONVENTIONS
 
 
+# ---- the bp family (whole programs, §6.5): the graph primitives, and a user-defined primitive
+# (the seeds' custom ReLU, 002) registered with the engine's own mechanism, backprop.define: its
+# backward zeroes the cotangent where the input is < 0 (and passes it at 0, as the seed's does).
+def _reduce(f):
+    def op(z, axis=None):
+        return f(z, axis=axis)
+    op.__name__ = f.__name__
+    return op
+
+
+def _custom_relu(z):
+    return np.where(z > 0, z, np.where(np.isnan(z), z, z.dtype.type(0)))
+
+
+backprop.define(
+    "custom_relu",
+    lambda xp, ops, ans, g, z: (xp.where(z < 0, xp.zeros_like(g), g),),
+    lambda xp, ops, ans, ts, z: xp.where(z < 0, xp.zeros_like(ts[0]), ts[0]),
+    lambda xp, ops, ans, g, gd, v, t: [xp.where(v[0] < 0, xp.zeros_like(gd), gd)])
+
+_BP_OPS: dict[str, Callable] = {
+    "div": np.divide, "log": np.log, "sin": np.sin, "cos": np.cos, "maximum": np.maximum,
+    "where": lambda c, a, b: np.where(c != 0, a, b), "matmul": np.matmul,
+    "sum": _reduce(np.sum), "mean": _reduce(np.mean), "custom_relu": _custom_relu,
+}
 # ---- the xor, opt and init families (§6.1, §6.4.1; seeds 002, 003) ------------------------
 # ffnspec's own NumPy implementations: the dense layer x W + b (W of shape (d_in, d_out)), least
 # squares by LAPACK (np.linalg.lstsq), the optimizer steps in the framework form (a state array
@@ -302,6 +327,17 @@ class NumpyArrays:
     def jvp(self, fn: Callable, primals: Sequence[Any], tangents: Sequence[Any]):
         return backprop.jvp(np, self.ops, fn, primals, tangents)
 
+    def count_vjp(self, fn: Callable, primals: Sequence[Any], cotangent: Any) -> dict[str, int]:
+        """The engine's own counts for one reverse sweep: ``applications`` (derivative rules
+        applied, one per contribution formed) and ``edges`` (of the traced graph)."""
+        stats: dict[str, int] = {}
+        backprop.vjp(np, self.ops, fn, primals, cotangent, stats=stats)
+        return stats
+
+    def hvp(self, fn: Callable, primals: Sequence[Any], tangents: Sequence[Any]):
+        """Hessian-vector product of a scalar program: forward mode over the engine's reverse mode."""
+        return backprop.hvp(np, self.ops, fn, primals, tangents)
+
 
 class NumpyBackend(NumpyArrays):
     name = "numpy"
@@ -317,6 +353,7 @@ class NumpyBackend(NumpyArrays):
             "tanh": np.tanh, "silu": _silu, "logaddexp": np.logaddexp,
         }
         raw.update(_OUT_OPS)  # the out family: softmax, logsumexp, losses
+        raw.update(_BP_OPS)   # the bp family: graph primitives, a user-defined primitive
         self.ops = OpTable({n: _compute_wide(quiet(f)) for n, f in raw.items()})
         self.ops = OpTable({**self.ops, **{n: quiet(_compute_wide(f) if wide else f)
                                            for n, (f, wide) in _HID_OPS.items()}})  # the hid family

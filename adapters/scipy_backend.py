@@ -67,6 +67,18 @@ def special_ops(xp: Any, special: Any) -> dict[str, tuple[Callable, str]]:
         "mse": (lambda yh, y: xp.mean(xp.square(yh - y)), "xp.mean"),
         "mae": (lambda yh, y: xp.mean(xp.abs(yh - y)), "xp.mean"),
     }
+    # bp: the graph primitives (looked up when called, so a namespace lacking one fails only there)
+    # and the seeds' custom ReLU as a primitive of ffnspec's engine (backprop.define, numpy_backend)
+    ops.update({
+        "div": (lambda a, b: xp.divide(a, b), "xp.divide"), "log": (lambda z: xp.log(z), "xp.log"),
+        "sin": (lambda z: xp.sin(z), "xp.sin"), "cos": (lambda z: xp.cos(z), "xp.cos"),
+        "maximum": (lambda a, b: xp.maximum(a, b), "xp.maximum"),
+        "where": (lambda c, a, b: xp.where(c != 0, a, b), "xp.where"),
+        "matmul": (lambda a, b: xp.matmul(a, b), "xp.matmul"),
+        "sum": (lambda z, axis=None: xp.sum(z, axis=axis), "xp.sum"),
+        "mean": (lambda z, axis=None: xp.mean(z, axis=axis), "xp.mean"),
+        "custom_relu": (lambda z: xp.where(z > 0, z, xp.zeros_like(z)), "backprop.define"),
+    })
     if hasattr(special, "softplus"):  # scipy >= 1.15: np.logaddexp(0, x)
         ops["softplus"] = (special.softplus, "special.softplus")
     return ops

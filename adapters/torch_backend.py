@@ -126,6 +126,43 @@ _OPS.update({
 # softmax of a fully masked row: exp(-inf - (-inf)) = NaN, the preferred convention (spec/30_out.toml)
 OUT_CONVENTIONS = {"softmax_all_masked": "nan"}
 
+
+# ---- the bp family (whole programs, §6.5) ---------------------------------------------------
+# torch's own functions; sum/mean take torch's dim.  custom_relu is the seeds' MyReLU (002), a
+# torch.autograd.Function with its own backward (reverse mode only: it defines no jvp).
+class MyReLU(torch.autograd.Function):
+    """The seeds' custom ReLU: forward input.clamp(min=0); backward zeroes grad where input < 0."""
+
+    @staticmethod
+    def forward(ctx, input):
+        ctx.save_for_backward(input)
+        return input.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, = ctx.saved_tensors
+        grad_input = grad_output.clone()
+        grad_input[input < 0] = 0
+        return grad_input
+
+
+def _reduction(f):
+    return lambda z, axis=None: f(z) if axis is None else f(z, dim=axis)
+
+
+_OPS.update({
+    "div": (torch.div, "torch.div"),
+    "log": (torch.log, "torch.log"),
+    "sin": (torch.sin, "torch.sin"),
+    "cos": (torch.cos, "torch.cos"),
+    "maximum": (torch.maximum, "torch.maximum"),
+    "where": (lambda c, a, b: torch.where(c != 0, a, b), "torch.where"),
+    "matmul": (torch.matmul, "torch.matmul"),
+    "sum": (_reduction(torch.sum), "torch.sum"),
+    "mean": (_reduction(torch.mean), "torch.mean"),
+    "custom_relu": (MyReLU.apply, "MyReLU.apply"),
+})
+_ARITY.update({"div": 2, "maximum": 2, "where": 3, "matmul": 2})
 # ---- the xor, opt and init families (§6.1, §6.4.1; seeds 002, 003) ------------------------
 # The dense layer is torch.nn.Linear's forward, F.linear(x, W^T, b) (Linear stores the weight as
 # (out, in)); least squares is torch.linalg.lstsq.  The optimizer steps run torch.optim's own
@@ -265,6 +302,18 @@ class TorchBackend:
             grads = torch.autograd.grad(out, xs, grad_outputs=cotangent, allow_unused=True)
         grads = tuple(torch.zeros_like(p) if g is None else g.detach() for p, g in zip(primals, grads))
         return out.detach(), grads
+
+    def hvp(self, fn: Callable, primals: Sequence[Any], tangents: Sequence[Any]):
+        """Hessian-vector product of a scalar program by double back-propagation: the gradient
+        with create_graph=True, then the gradient of <gradient, tangents> (torch.autograd.grad)."""
+        with torch.enable_grad():
+            xs = [p.detach().requires_grad_(True) for p in primals]
+            out = fn(self.ops, *xs)
+            grads = torch.autograd.grad(out, xs, create_graph=True, allow_unused=True)
+            dot = sum((g * t).sum() for g, t in zip(grads, tangents) if g is not None and g.requires_grad)
+            hv = (torch.autograd.grad(dot, xs, allow_unused=True) if torch.is_tensor(dot) and dot.requires_grad
+                  else [None] * len(xs))
+        return out.detach(), tuple(torch.zeros_like(p) if h is None else h.detach() for p, h in zip(primals, hv))
 
     def jvp(self, fn: Callable, primals: Sequence[Any], tangents: Sequence[Any]):
         """Forward mode through torch.func.jvp (dual tensors)."""

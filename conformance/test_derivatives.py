@@ -53,3 +53,13 @@ def test_reduction_derivative(case):
         for i, group in enumerate(groups(case)):
             derivatives.reduction(case.clause, case.target, case.record, group, mode=case.mode, salt=i)
         explore_groups(case, derivatives.reduction, mode=case.mode, salt=1000)
+
+
+# Random programs over the graph primitives (shared and broadcast operands, matmul, reductions,
+# softmax rows): value, reverse and forward mode, Hessian-vector products against the exact
+# answer within a running error bound derived from the same graph; failures shrink.  §6.5;
+# Higham 2002 §3.3.
+@pytest.mark.ffnspec(kind="graph")
+def test_graph(case):
+    with case.supervised():
+        composites.run_drawn(case.clause, case.target, case.record, case.settings)

@@ -2,7 +2,7 @@
 
 A reference ``f(ctx, *args)`` written once against an mpmath context runs unchanged on a
 ``BallContext``: every number is a ``Ball`` [m +- r] that certainly contains the exact value,
-and every operation (arithmetic, exp, log, log1p, tanh, sech, ...) returns a ball enclosing
+and every operation (arithmetic, exp, log, log1p, sin, cos, tanh, sech, ...) returns a ball enclosing
 its exact result (arb's rigorous error bounds).
 
 Branches must be decided, or the enclosure would hold for the wrong branch: a comparison,
@@ -212,6 +212,14 @@ class BallContext:
     @staticmethod
     def tanh(x) -> Ball:
         return Ball(_arb(x).tanh())
+
+    @staticmethod
+    def sin(x) -> Ball:
+        return Ball(_arb(x).sin())
+
+    @staticmethod
+    def cos(x) -> Ball:
+        return Ball(_arb(x).cos())
 
     @staticmethod
     def sech(x) -> Ball:

@@ -19,7 +19,9 @@ KINDS = ("accuracy", "derivative", "identity", "property", "special", "invarianc
          # programs (a registered check per clause), kink/tie conventions, op variants
          "piecewise", "subgradient", "composite", "gradient", "convention", "variant",
          # out family: ops over a row or a batch (softmax, logsumexp, losses), conformance/out.py
-         "reduction", "reduction_derivative", "reduction_property")
+         "reduction", "reduction_derivative", "reduction_property",
+         # bp family: random programs drawn by a registered strategy (conformance/bp.py)
+         "graph")
 MODED_KINDS = ("derivative", "subgradient", "gradient",  # checked once per AD mode (vjp, jvp)
                "reduction_derivative")
 CRITERIA = ("ulp", "mixed", "identity", "exact",

@@ -16,6 +16,7 @@ import ffnspec.adapters.numpy_backend  # noqa: F401  (ml_dtypes registers its dt
 import ffnspec.conformance.act  # noqa: F401  (family modules register into the checks' registries:
 import ffnspec.conformance.hid  # noqa: F401   both must stay loaded together, or a reloaded registry
 import ffnspec.conformance.out  # noqa: F401   would miss the cached family's registrations)
+import ffnspec.conformance.bp  # noqa: F401
 import ffnspec.conformance.checks.accuracy  # noqa: F401
 import ffnspec.conformance.inputs.scalars  # noqa: F401
 import ffnspec.conformance.machinery.report  # noqa: F401

@@ -6,12 +6,13 @@ from __future__ import annotations
 import pytest
 
 from ffnspec import spec
-from tests import mutants, mutants_hid, mutants_out
+from tests import mutants, mutants_bp, mutants_hid, mutants_out
 from tests import mutants_init, mutants_opt, mutants_xor
 from tests._inner import run_suite
 
 MUTANTS = mutants.MUTANTS + mutants_out.MUTANTS  # act/num (tests/mutants.py), out (tests/mutants_out.py)
 MUTANTS += mutants_hid.MUTANTS  # hid (tests/mutants_hid.py)
+MUTANTS += mutants_bp.MUTANTS  # bp (tests/mutants_bp.py)
 MUTANTS += mutants_xor.MUTANTS + mutants_opt.MUTANTS + mutants_init.MUTANTS  # xor, opt, init
 
 

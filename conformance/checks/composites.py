@@ -39,3 +39,33 @@ def draws(clause: spec.Clause) -> bool:
     """Whether the clause's check reads drawn values (so hypothesis exploration adds to it)."""
     CHECKS.lookup(clause, clause.check)
     return clause.check not in FIXED
+
+
+# ---- random programs (kind "graph"): the family registers a hypothesis strategy of problems
+# under the check's name; each drawn problem runs the check.  A failing problem shrinks to a
+# minimal one (hypothesis), whose reproducer the check's failure carries.
+STRATEGIES = Registry("graph strategy")
+
+
+def register_strategy(name: str) -> Callable[[Callable], Callable]:
+    """Register ``strategy(target) -> SearchStrategy`` of problems for the graph check ``name``."""
+    return STRATEGIES.register(name)
+
+
+def run_drawn(clause: spec.Clause, target: Target, record: Record, settings) -> None:
+    """The clause's check on problems drawn from its registered strategy, under ``settings``."""
+    from hypothesis import given
+
+    from ffnspec.reference import tables
+    check = CHECKS.lookup(clause, clause.check)
+    strategy = STRATEGIES.lookup(clause, clause.check)(target)
+
+    from hypothesis import settings as with_settings
+
+    @with_settings(settings, report_multiple_bugs=False)  # one failure, shrunk, is the record's
+    @given(strategy)
+    def explore(problem):
+        check(clause, target, record, problem)
+
+    with tables.exploring():  # drawn problems are this run's own: the cache does not grow with seeds
+        explore()

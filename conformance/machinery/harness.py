@@ -72,7 +72,8 @@ class Target:
 
     def require_mode(self, mode: str) -> None:
         if not callable(getattr(self.backend, mode, None)):
-            raise NotImplementedByBackend(f"backend {self.backend.name!r} has no {mode} (forward/reverse mode) capability")
+            what = "Hessian-vector product" if mode == "hvp" else "forward/reverse mode"
+            raise NotImplementedByBackend(f"backend {self.backend.name!r} has no {mode} ({what}) capability")
 
     # -- conversions with checks -------------------------------------------------
     def to_backend(self, a: np.ndarray) -> Any:
@@ -112,6 +113,8 @@ class Target:
             return thunk()
         except (AdapterFault, NotImplementedByBackend):
             raise
+        except NotImplementedError as e:  # the adapter says it lacks this: not implemented, never a pass
+            raise NotImplementedByBackend(f"{what}: {e}") from None
         except Exception as e:
             raise AdapterFault(None, f"{what} raised {type(e).__name__}: {e}") from None
 
@@ -195,6 +198,40 @@ class Target:
         if len(grads) != len(ps):
             raise AdapterFault("num.shape", f"{what} returned {len(grads)} gradients for {len(ps)} primals")
         return value, [self.from_backend(g, like=a, what=what) for g, a in zip(grads, ps)]
+
+    def hessian_vector(self, fn: Callable, primals: Sequence[np.ndarray], tangents: Sequence[np.ndarray], *,
+                       uses: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(value, H t per primal) of the scalar program ``fn(ops, *primals)`` through the backend's
+        ``hvp(fn, primals, tangents)`` (bp family); supervised like ``gradient``."""
+        self.require(*uses)
+        self.require_mode("hvp")
+        ps = [np.asarray(a, dtype=np.float64) for a in primals]
+        ts = [np.asarray(t, dtype=np.float64) for t in tangents]
+        xs, tb = [self.to_backend(a) for a in ps], [self.to_backend(t) for t in ts]
+        before = self._snapshot(xs + tb)
+        what = f"{self.backend.name}.hvp(program)"
+        out, hv = self._run(what, lambda: self.backend.hvp(fn, xs, tb))
+        self._check_unchanged(xs + tb, before, what)
+        value = self.from_backend(out, like=np.empty(()), what=what)
+        if len(hv) != len(ps):
+            raise AdapterFault("num.shape", f"{what} returned {len(hv)} products for {len(ps)} primals")
+        return value, [self.from_backend(h, like=a, what=what) for h, a in zip(hv, ps)]
+
+    def count_vjp(self, fn: Callable, primals: Sequence[np.ndarray], cotangent: np.ndarray, *,
+                  uses: Sequence[str]) -> dict[str, int]:
+        """The backend's own counts of one reverse sweep (``count_vjp``: ``applications`` of
+        derivative rules, ``edges`` of its graph), where it exposes them (bp family)."""
+        self.require(*uses)
+        if not callable(getattr(self.backend, "count_vjp", None)):
+            raise NotImplementedByBackend(f"backend {self.backend.name!r} exposes no counts of its reverse sweep "
+                                          "(count_vjp): the cost of its back-propagation cannot be observed")
+        xs = [self.to_backend(np.asarray(a, dtype=np.float64)) for a in primals]
+        cot = self.to_backend(np.asarray(cotangent, dtype=np.float64))
+        what = f"{self.backend.name}.count_vjp(program)"
+        counts = self._run(what, lambda: self.backend.count_vjp(fn, xs, cot))
+        if not isinstance(counts, dict) or not all(isinstance(counts.get(k), int) for k in ("applications", "edges")):
+            raise AdapterFault(None, f"{what} returned {counts!r}, not a dict of int applications and edges")
+        return counts
 
     def call_inplace(self, op: str, z: np.ndarray, **params: Any) -> tuple[np.ndarray, np.ndarray]:
         """(what the in-place variant returned, its argument afterwards): writing into the
