@@ -5,6 +5,7 @@
     ffnspec backends
     ffnspec clauses [GLOB ...] [--show ID]
     ffnspec docs [--out DIR]
+    ffnspec html REPORT_DIR
 
 Every option, path and adapter attribute is validated before any work starts.
 Exit status (a contract, also for scripts and CI):
@@ -84,7 +85,7 @@ def print_summary(data: dict, path: Path) -> None:
         families.setdefault(r["clause"].split(".", 1)[0], Counter())[r["verdict"]] += 1
     print("passes per family: " + "; ".join(
         f"{fam} {c['pass']}/{sum(c.values())}" for fam, c in sorted(families.items())))
-    print(f"report: {path / 'report.json'}, {path / 'report.md'}")
+    print(f"report: {path / 'report.json'}, {path / 'report.md'}, {path / 'report.html'}")
     s = data["summary"]
     print(f"ffnspec {data['edition']} -- {data['backend']['name']}: {s['verdict'].upper()}")
 
@@ -203,6 +204,21 @@ def _docs(args: argparse.Namespace) -> int:
     return CONFORMS
 
 
+def _html(args: argparse.Namespace) -> int:
+    from ffnspec.conformance.machinery import html_report, plots
+    from ffnspec.conformance.machinery.report import load
+    d = Path(args.report_dir)
+    if not (d / "report.json").is_file():
+        raise UsageFailure(f"{str(d)!r} has no report.json (give the directory of an `ffnspec run --report`)")
+    try:
+        data = load(d)
+    except ValueError as e:
+        raise UsageFailure(f"{str(d / 'report.json')!r} is not JSON: {e}") from None
+    path, seconds = html_report.write(data, d)
+    print(f"{path} written in {seconds:.1f} s" + ("" if plots.available() else f" (no plots: {plots.INSTALL_HINT})"))
+    return CONFORMS
+
+
 def parser() -> argparse.ArgumentParser:
     import ffnspec
     p = argparse.ArgumentParser(prog="ffnspec", epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -233,6 +249,9 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("docs", help="regenerate the clause pages")
     d.add_argument("--out", help="directory [docs/clauses of the source checkout]")
     d.set_defaults(func=_docs)
+    h = sub.add_parser("html", help="(re)write report.html from a report directory's report.json")
+    h.add_argument("report_dir", help="a directory written by `ffnspec run --report`")
+    h.set_defaults(func=_html)
     return p
 
 
