@@ -4,7 +4,7 @@
                 [--report DIR] [--profile fast|ci|thorough] [--xfail-file PATH]
     ffnspec backends
     ffnspec clauses [GLOB ...] [--show ID]
-    ffnspec docs [--out DIR]
+    ffnspec docs [--out DIR] [--reports DIR ...]
     ffnspec html REPORT_DIR
 
 Every option, path and adapter attribute is validated before any work starts.
@@ -201,6 +201,14 @@ def _docs(args: argparse.Namespace) -> int:
         raise UsageFailure(str(e).removeprefix("ffnspec: ")) from None
     changed = write(out)
     print(f"{len(changed)} page(s) written to {out}")
+    if args.out is None or args.reports:  # the site's family pages, from docs/status/*.json
+        from ffnspec.conformance.machinery import status
+        for d in args.reports or []:
+            if not (Path(d) / "report.json").is_file() and not (Path(d).is_file() and d.endswith(".json")):
+                raise UsageFailure(f"--reports: {d!r} has no report.json")
+        stored = status.store(args.reports or [], out.parent / "status")
+        pages = status.write(out.parent / "families", out.parent / "status")
+        print(f"{len(stored)} report(s) stored in {out.parent / 'status'}; {len(pages)} family page(s) written")
     return CONFORMS
 
 
@@ -248,6 +256,8 @@ def parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_clauses)
     d = sub.add_parser("docs", help="regenerate the clause pages")
     d.add_argument("--out", help="directory [docs/clauses of the source checkout]")
+    d.add_argument("--reports", nargs="+", metavar="DIR", help="report directories to store in docs/status/ "
+                   "(the family pages' status columns, one per backend)")
     d.set_defaults(func=_docs)
     h = sub.add_parser("html", help="(re)write report.html from a report directory's report.json")
     h.add_argument("report_dir", help="a directory written by `ffnspec run --report`")
