@@ -23,12 +23,13 @@ from ffnspec.conformance.machinery.records import CURVE_POINTS, ULP_EDGES
 from ffnspec.conformance.machinery.report import FAILING, environment_text, error_cell
 
 SIXTEEN_BIT = ("float16", "bfloat16")
+DTYPE_ORDER = {"float16": 0, "bfloat16": 1, "float32": 2, "float64": 3}
 COLOURS = {"pass": "#c8e6c9", "fail": "#ef9a9a", "error": "#f48fb1", "internal_error": "#ce93d8",
            "xpass": "#ffcc80", "deviation": "#fff59d", "not_implemented": "#cfd8dc", "skipped": "#eeeeee",
            "pending": "#eeeeee", "finding": "#b3e5fc"}
 SHORT = {"pass": "pass", "fail": "FAIL", "error": "ERR", "internal_error": "BUG", "xpass": "XPASS",
          "deviation": "dev", "not_implemented": "n/i", "skipped": "skip", "pending": "…", "finding": "find"}
-MATH_LIMIT = 40  # statements rendered with mathtext (~60 ms each); the rest show their TeX source
+MATH_LIMIT = 30  # statements rendered with mathtext (~60 ms each); the rest show their TeX source
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5em;color:#222;max-width:80em}
@@ -42,7 +43,7 @@ pre{background:#f6f8fa;padding:.6em;overflow-x:auto;font-size:.85em;white-space:
 .clause{margin-top:2em} .muted{color:#666;font-size:.9em} .tex{font-family:monospace;background:#f6f8fa;padding:.2em}
 button.copy{float:right;font-size:.8em} dl{display:grid;grid-template-columns:max-content auto;gap:.1em 1em;margin:.3em 0}
 dt{font-weight:bold} dd{margin:0} img.plot{max-width:100%;display:block} img.math{max-width:100%;vertical-align:middle}
-.note{background:#fff8e1;border:1px solid #ffe082;padding:.5em}
+.note{background:#fff8e1;border:1px solid #ffe082;padding:.5em} table.passes{margin:.5em 0}
 """
 _SCRIPT = """
 function copyText(id, button){
@@ -95,8 +96,7 @@ def _columns(records: list[dict]) -> list[tuple]:
     seen: dict[tuple, None] = {}
     for r in records:
         seen.setdefault((r["dtype"], r["device"], r["mode"]), None)
-    order = {"float16": 0, "bfloat16": 1, "float32": 2, "float64": 3}
-    return sorted(seen, key=lambda k: (order.get(k[0], 9), k[1], {None: 0, "vjp": 1, "jvp": 2}.get(k[2], 3)))
+    return sorted(seen, key=lambda k: (DTYPE_ORDER.get(k[0], 9), k[1], {None: 0, "vjp": 1, "jvp": 2}.get(k[2], 3)))
 
 
 def _grid(data: dict) -> str:
@@ -136,8 +136,7 @@ def _histogram(records: list[dict], with_plots: bool) -> str:
             per[r["dtype"]] = [a + b for a, b in zip(acc, h)]
     if not per:
         return ""
-    order = {"float16": 0, "bfloat16": 1, "float32": 2, "float64": 3}
-    per = dict(sorted(per.items(), key=lambda kv: order.get(kv[0], 9)))
+    per = dict(sorted(per.items(), key=lambda kv: DTYPE_ORDER.get(kv[0], 9)))
     labels = [f"[{a:g}, {b:g})" for a, b in zip(ULP_EDGES, ULP_EDGES[1:])] + [f"≥ {ULP_EDGES[-1]:g}", "non-finite"]
     table = ("<table><tr><th>dtype</th>" + "".join(f"<th>{_e(x)}</th>" for x in labels) + "</tr>"
              + "".join(f"<tr><td>{_e(d)}</td>" + "".join(f"<td>{v}</td>" for v in c) + "</tr>" for d, c in per.items())
@@ -154,6 +153,24 @@ def _kv(pairs: list[tuple[str, str]]) -> str:
 def _code(text: str, ident: str, label: str) -> str:
     return (f'<div><b>{label}</b> <button class="copy" type="button" onclick="copyText(\'{ident}\', this)">copy</button>'
             f'<pre id="{ident}">{_e(text)}</pre></div>')
+
+
+def finding_reproducer(finding: str) -> str | None:
+    """The reproducer inside a finding's text (records.assess_accuracy: its last block, indented)."""
+    lines = finding.splitlines()
+    if "  reproducer:" not in lines:
+        return None
+    return "\n".join(ln[4:] for ln in lines[lines.index("  reproducer:") + 1:])
+
+
+def _passing(recs: list[dict]) -> str:
+    """Plain passes, one row each (the row is the record's anchor)."""
+    rows = "".join(
+        f'<tr id="{anchor(r)}"><td>{" / ".join(_e(x) for x in (r["dtype"], r["device"], r["mode"]) if x)}</td>'
+        f'<td>{_e(error_cell(r))}</td><td>{_e(r["max_ulp"]) if r["max_ulp"] is not None else ""}</td>'
+        f'<td>{_e(r["grade"])}</td><td>{r["examples"]}</td></tr>' for r in recs)
+    return ('<table class="passes"><tr><th>passed on</th><th>max error (criterion)</th><th>max ULP</th>'
+            f'<th>grade</th><th>examples</th></tr>{rows}</table>')
 
 
 def _record(r: dict) -> str:
@@ -178,6 +195,9 @@ def _record(r: dict) -> str:
                      f"<pre>{_e(r['message'])}</pre></details>")
     if r.get("finding"):
         parts.append(f"<details><summary>accuracy finding</summary><pre>{_e(r['finding'])}</pre></details>")
+        repro = finding_reproducer(r["finding"])
+        if repro and not r.get("reproducer"):
+            parts.append(_code(repro, a + "-repro", "reproducer (worst finding)"))
     if r.get("reproducer"):
         parts.append(_code(r["reproducer"], a + "-repro", "reproducer"))
     if r.get("deviation_reproducer"):
@@ -198,15 +218,20 @@ def _clause_section(cid: str, recs: list[dict], with_plots: bool, render_math: b
                      f'§{_e(c.source.get("book", "").lstrip("§"))}</p>')
     drawn = [r for r in recs if plotted(r)]
     if drawn and with_plots:
-        series = [("/".join(x for x in (r["dtype"], r["mode"], r["device"] if r["device"] != "cpu" else None) if x),
-                   r["curve"]["x"], r["curve"]["error"]) for r in drawn]
+        series: dict[str, list] = {}
+        for r in sorted(drawn, key=lambda r: DTYPE_ORDER.get(r["dtype"], 9)):
+            label = "/".join(x for x in (r["mode"], r["device"] if len({q["device"] for q in recs}) > 1 else None) if x)
+            series.setdefault(r["dtype"], []).append((label, r["curve"]["x"], r["curve"]["error"]))
         unit = "ULP" if drawn[0]["criterion"] == "ulp" else "of the allowance" if drawn[0]["criterion"] == "identity" \
             else "k of the mixed bound"
         what = "16-bit: every input; " if any(r["dtype"] in SIXTEEN_BIT for r in drawn) else ""
         img = plots.error_curve(series, bound(drawn[0]), title=f"[{cid}] error against the input ({what}"
                                 f"the worst of ≤{CURVE_POINTS} input slices)", unit=unit)
         parts.append(f'<img class="plot" id="plot-{_e(cid)}" alt="error against the input for {_e(cid)}" src="{img}">')
-    parts += [_record(r) for r in recs]
+    plain = [r for r in recs if r["verdict"] == "pass" and not r.get("findings")]
+    parts += [_record(r) for r in recs if r not in plain]
+    if plain:
+        parts.append(_passing(plain))
     parts.append("</section>")
     return "".join(parts)
 
@@ -236,12 +261,14 @@ def render(data: dict, *, with_plots: bool | None = None) -> str:
                  ("environment", _e(environment_text(data["environment"]))),
                  ("conventions", _e(", ".join(f"{k} = {v}" for k, v in b["conventions"].items()) or "none"))]),
             note]
+    body = head + ["<h2>Clauses × dtypes</h2>", _grid(data)]
     if attention:
-        head.append("<h2>Records needing attention</h2><ul>" + "".join(
-            f'<li><a href="#{anchor(r)}">[{_e(r["clause"])}] {" / ".join(_e(x) for x in (r["dtype"], r["device"], r["mode"]) if x)}'
-            f'</a>: {_e(shown_verdict(r))} {_e(error_cell(r))}</li>' for r in attention[:200]) + "</ul>")
-    body = head + ["<h2>Clauses × dtypes</h2>", _grid(data), _histogram(records, with_plots),
-                   "<h2>Records</h2>"]
+        body.append(f"<details{' open' if len(attention) <= 20 else ''}><summary><b>{len(attention)} records need "
+                    "attention</b> (not a plain pass)</summary><ul>" + "".join(
+                        f'<li><a href="#{anchor(r)}">[{_e(r["clause"])}] '
+                        f'{" / ".join(_e(x) for x in (r["dtype"], r["device"], r["mode"]) if x)}</a>: '
+                        f'{_e(shown_verdict(r))} {_e(error_cell(r))}</li>' for r in attention) + "</ul></details>")
+    body += [_histogram(records, with_plots), "<h2>Records</h2>"]
     body += [_clause_section(cid, recs, with_plots, cid in math_for) for cid, recs in by_clause.items()]
     title = f"ffnspec {data['edition']}: {b['name']} — {s['verdict']}"
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'

@@ -61,47 +61,58 @@ def _number(v) -> float:
     return float(v)
 
 
-Series = tuple[str, Sequence, Sequence]  # label, inputs, errors (criterion units)
+Series = tuple[str, Sequence, Sequence]  # label (mode, device), inputs, errors (criterion units)
 
 
-def error_curve(series: Sequence[Series], bound: float | None, *, title: str, unit: str) -> str:
-    """Error (criterion units) against the input, one line per series, the MUST bound dashed.
-    Inputs on a symmetric-log axis (the 16-bit sweeps span +-65504 or +-3e38); errors on a
-    linear axis unless they exceed ten times the bound; non-finite errors drawn at the top as x."""
-    fig = _figure(6.4, 2.6)
-    ax = fig.add_subplot()
-    finite_max = 0.0
-    for _, _, e in series:
-        vals = [_number(v) for v in e]
-        finite_max = max([finite_max] + [v for v in vals if math.isfinite(v)])
-    top = max(finite_max, bound or 0.0, 1e-300) * 1.15
-    for k, (label, x, e) in enumerate(series):
-        xs = [_number(v) for v in x]
-        es = [_number(v) for v in e]
-        c = _COLOURS[k % len(_COLOURS)]
-        ax.plot(xs, [v if math.isfinite(v) else math.nan for v in es], lw=0.9, color=c, label=label,
-                marker=".", ms=2)
-        over = [(a, top) for a, v in zip(xs, es) if not math.isfinite(v)]
-        if over:
-            ax.plot(*zip(*over), "x", color=c, ms=5)
-    if bound is not None:
-        ax.axhline(bound, color="black", ls="--", lw=1, label=f"MUST bound {bound:g}")
-    if bound and finite_max > 10 * bound:
-        ax.set_yscale("symlog", linthresh=bound)
-    ax.set_xscale("symlog", linthresh=1.0)
+def error_curve(panels: dict[str, Sequence[Series]], bound: float | None, *, title: str, unit: str) -> str:
+    """Error (criterion units) against the input: one panel per dtype (each over its own input
+    range: float16 spans +-65504, float64 +-1.8e308), one line per series (mode, device), the
+    MUST bound dashed; each panel's error axis linear unless its errors exceed ten times the bound;
+    inputs on a symmetric-log axis; non-finite errors drawn at the top as x."""
+    import numpy as np
+    with np.errstate(over="ignore", invalid="ignore"):  # axes spanning +-1.8e308
+        return _error_curve(panels, bound, title, unit)
+
+
+def _error_curve(panels: dict[str, Sequence[Series]], bound: float | None, title: str, unit: str) -> str:
     from matplotlib.ticker import SymmetricalLogLocator
-    widest = max([1.0] + [abs(_number(v)) for _, x, _ in series for v in x if math.isfinite(_number(v))])
-    step = max(1, math.ceil(math.log10(widest) / 4))  # about four decades labelled on each side
-    ax.xaxis.set_major_locator(SymmetricalLogLocator(base=10.0 ** step, linthresh=1.0))
-    ax.set_ylim(bottom=0, top=top * (3 if ax.get_yscale() == "symlog" else 1))
-    ax.set_xlabel("input z")
-    ax.set_ylabel(f"error ({unit})")
-    ax.set_title(title, fontsize=9)
-    ax.tick_params(labelsize=7)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", ncols=min(4, len(series) + 1))
-    _plain_ticks(ax)
-    fig.subplots_adjust(left=0.1, right=0.98, top=0.9, bottom=0.18)
+    fig = _figure(2.2 + 2.3 * len(panels), 2.5)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (dtype, series) in zip(axes, panels.items()):
+        finite_max = max([0.0] + [_number(v) for _, _, e in series for v in e if math.isfinite(_number(v))])
+        top = max(finite_max, bound or 0.0, 1e-300) * 1.15
+        log_y = bool(bound) and finite_max > 10 * bound
+        xs_all = []
+        for k, (label, x, e) in enumerate(series):
+            xs = [_number(v) for v in x]
+            es = [_number(v) for v in e]
+            xs_all += [v for v in xs if math.isfinite(v)]
+            c = _COLOURS[k % len(_COLOURS)]
+            ax.plot(xs, [v if math.isfinite(v) else math.nan for v in es], lw=0.9, color=c, label=label or dtype,
+                    marker=".", ms=2)
+            over = [(a, top) for a, v in zip(xs, es) if not math.isfinite(v)]
+            if over:
+                ax.plot(*zip(*over), "x", color=c, ms=5)
+        if bound is not None:
+            ax.axhline(bound, color="black", ls="--", lw=1, label=f"bound {bound:g}")
+        if log_y:
+            ax.set_yscale("symlog", linthresh=bound)
+        ax.set_xscale("symlog", linthresh=1.0)
+        widest = max([1.0] + [abs(v) for v in xs_all])
+        step = max(1, math.ceil(math.log10(widest) / 3))  # about three decades labelled on each side
+        ax.xaxis.set_major_locator(SymmetricalLogLocator(base=10.0 ** step, linthresh=1.0))
+        if xs_all and min(xs_all) < max(xs_all):
+            ax.set_xlim(min(xs_all), max(xs_all))
+        ax.set_title(dtype, fontsize=8)
+        ax.set_xlabel("input z", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="upper left")
+        _plain_ticks(ax)
+        ax.set_ylim(bottom=0, top=top * (3 if log_y else 1))
+    axes[0].set_ylabel(f"error ({unit})", fontsize=7)
+    fig.suptitle(title, fontsize=8)
+    fig.subplots_adjust(left=0.8 / fig.get_figwidth(), right=0.99, top=0.82, bottom=0.18, wspace=0.25)
     return _uri(fig)
 
 
