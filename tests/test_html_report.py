@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -78,8 +79,10 @@ def test_page_is_self_contained_with_grid_plots_and_reproducer(pytester: pytest.
         assert "no-plots" not in page.ids
 
 
-def test_without_matplotlib_the_page_says_how_to_get_plots() -> None:
+def test_without_matplotlib_the_page_says_how_to_get_plots(monkeypatch: pytest.MonkeyPatch) -> None:
     # Plots are an extra: without matplotlib the page keeps the grid and records and says what to install.
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    assert not plots.available()
     r = Record(clause="act.sigmoid", backend="numpy", dtype="float16", device="cpu", verdict="fail",
                criterion="ulp", must=1.0, examples=3, violations=1, reproducer="print(1)",
                curve={"x": [0.0, 1.0, 2.0], "error": [0.1, 3.0, 0.2]}, ulp_hist=[2, 0, 0, 1, 0, 0, 0, 0, 0])
@@ -89,7 +92,7 @@ def test_without_matplotlib_the_page_says_how_to_get_plots() -> None:
             "summary": {"verdicts": {"fail": 1}, "conforms": False, "complete": True, "declared_deviations": 0,
                         "accuracy_findings": 0, "verdict": "does not conform"},
             "deviations": [], "records": [r.to_json()]}
-    text = html_report.render(data, with_plots=False)
+    text = html_report.render(data)
     page = Page()
     page.feed(text)
     assert "no-plots" in page.ids and "pip install &#x27;ffnspec[report]&#x27;" in text

@@ -42,10 +42,10 @@ def _plain(v: float, _pos=None) -> str:
 
 
 def _plain_ticks(ax) -> None:
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import FuncFormatter, NullLocator
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_major_formatter(FuncFormatter(_plain))
-        axis.set_minor_formatter(NullFormatter())
+        axis.set_minor_locator(NullLocator())  # symlog's minor ticks: many lines to draw, little to read
 
 
 def _uri(fig) -> str:
@@ -106,8 +106,9 @@ def _error_curve(panels: dict[str, Sequence[Series]], bound: float | None, title
         ax.set_title(dtype, fontsize=8)
         ax.set_xlabel("input z", fontsize=7)
         ax.tick_params(labelsize=6)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, loc="upper left")
+        ax.grid(alpha=0.3, axis="y")
+        if ax is axes[0] or len({label for label, _, _ in series}) > 1:
+            ax.legend(fontsize=6, loc="upper left")
         _plain_ticks(ax)
         ax.set_ylim(bottom=0, top=top * (3 if log_y else 1))
     axes[0].set_ylabel(f"error ({unit})", fontsize=7)
