@@ -178,7 +178,8 @@ def changelog() -> str:
     lines = [EDITIONS_BEGIN, ""]
     for e in reversed(editions()):
         added = [c.id for c in clauses()] if e["added"] == "all" else list(e["added"])
-        lines += [f"### {e['name']}", "", e.get("summary", ""), "",
+        families = ", ".join(dict.fromkeys(f"`{i.split('.', 1)[0]}`" for i in added))
+        lines += [f"### {e['name']}", "", e.get("summary", "") + (f" Families: {families}." if added else ""), "",
                   f"- **Added ({len(added)}):** " + ", ".join(f"[{i}](clauses/{i}.md)" for i in added),
                   "- **Changed criterion:** " + ("; ".join(f"[{c['id']}](clauses/{c['id']}.md): {c['what']}"
                                                           for c in e["changed"]) or "none"),
