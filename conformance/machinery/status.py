@@ -36,7 +36,9 @@ def store(report_dirs: list[str | Path], status_dir: Path) -> list[Path]:
     for d in report_dirs:
         s = slim(load(d))
         p = status_dir / f"{s['backend'].replace(':', '_').replace('/', '_')}.json"
-        p.write_text(json.dumps(s, indent=0) + "\n", encoding="utf-8")
+        head = json.dumps({k: v for k, v in s.items() if k != "records"}, indent=1)[:-2]
+        rows = ",\n".join("  " + json.dumps(r) for r in s["records"])  # one record a line: readable diffs
+        p.write_text(f'{head},\n "records": [\n{rows}\n ]\n}}\n', encoding="utf-8")
         out.append(p)
     return out
 
