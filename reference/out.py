@@ -159,6 +159,16 @@ def softmax_jvp(ctx, z, t):
     return [x * y for x, y in zip(a, c)]
 
 
+def logsumexp_vjp(ctx, z, c):
+    """c grad lse(z) = c softmax(z) (§6.2.2.3: the gradient of the log-partition is the softmax)."""
+    return [c * x for x in softmax(ctx, z)]
+
+
+def logsumexp_jvp(ctx, z, t):
+    """grad lse(z)^T t = sum_j a_j t_j."""
+    return ctx.fsum(x * y for x, y in zip(softmax(ctx, z), t))
+
+
 softmax_vjp = softmax_jvp
 
 
@@ -473,14 +483,129 @@ def log_softmax_jvp_acc(ctx, z, t):
     return [(2 * n - 1) * ctx.fsum(x * abs(y) for x, y in zip(a, t))] * n
 
 
-def cross_entropy_vjp_scale(ctx, z, y, c):
-    """|c| (a_i rho_i + a_i)."""
+def cross_entropy_soft_vjp(ctx, z, p, c):
+    """c (a s - p), s = sum_i p_i: the gradient of H(p, softmax z) (and of KL(p || softmax z)) in z."""
+    a, s = softmax(ctx, z), ctx.fsum(p)
+    return [c * (x * s - q) for x, q in zip(a, p)]
+
+
+def cross_entropy_soft_jvp(ctx, z, p, t):
+    """sum_j (a_j s - p_j) t_j."""
+    a, s = softmax(ctx, z), ctx.fsum(p)
+    return ctx.fsum((x * s - q) * y for x, q, y in zip(a, p, t))
+
+
+def cross_entropy_soft_vjp_scale(ctx, z, p, c):
+    """|c| (s (a_i rho_i + 2 a_i) + p_i): a_i's error, the product a_i s, the subtraction's operands."""
+    (a, ar), s = _a_rho(ctx, z), ctx.fsum(p)
+    return [abs(c) * (s * (r + 2 * x) + q) for x, r, q in zip(a, ar, p)]
+
+
+def cross_entropy_soft_vjp_acc(ctx, z, p, c):
+    """2 (n - 1) |c| a_i s: the sum s, and softmax's own sum."""
+    s, n = ctx.fsum(p), len(z)
+    return [abs(c) * 2 * (n - 1) * x * s for x in softmax(ctx, z)]
+
+
+def cross_entropy_soft_vjp_underflow(ctx, z, p, c):
+    return [abs(c)] * len(z)
+
+
+def cross_entropy_soft_jvp_scale(ctx, z, p, t):
+    """sum_j (s (a_j rho_j + 2 a_j) + p_j) |t_j| + |g|: the components' errors, the products, the sum."""
+    (a, ar), s = _a_rho(ctx, z), ctx.fsum(p)
+    g = ctx.fsum((x * s - q) * y for x, q, y in zip(a, p, t))
+    return ctx.fsum((s * (r + 2 * x) + q) * abs(y) for x, r, q, y in zip(a, ar, p, t)) + abs(g)
+
+
+def cross_entropy_soft_jvp_acc(ctx, z, p, t):
+    s, n = ctx.fsum(p), len(z)
+    return (2 * n - 1) * ctx.fsum((x * s + q) * abs(y) for x, q, y in zip(softmax(ctx, z), p, t))
+
+
+def cross_entropy_soft_jvp_underflow(ctx, z, p, t):
+    return ctx.fsum(abs(x) for x in t)
+
+
+def cross_entropy_mean_vjp(ctx, z, y, c):
+    """(c / m) (softmax(z_r) - e_{y_r}) for each row r of a batch of m rows."""
+    m = len(z)
+    return [cross_entropy_vjp(ctx, row, yr, c / m) for row, yr in zip(z, y)]
+
+
+def cross_entropy_mean_jvp(ctx, z, y, t):
+    """(1/m) sum_r (sum_j a_rj t_rj - t_ry)."""
+    return ctx.fsum(cross_entropy_jvp(ctx, row, yr, tr) for row, yr, tr in zip(z, y, t)) / len(z)
+
+
+def cross_entropy_mean_vjp_scale(ctx, z, y, c):
+    """Each row's out.ce.grad scale at the cotangent c / m (the division is the u |g| term)."""
+    m = len(z)
+    return [logsumexp_vjp_scale(ctx, row, c / m) for row in z]
+
+
+def cross_entropy_mean_vjp_acc(ctx, z, y, c):
+    m = len(z)
+    return [logsumexp_vjp_acc(ctx, row, c / m) for row in z]
+
+
+def cross_entropy_mean_vjp_underflow(ctx, z, y, c):
+    return [[abs(c) / len(z)] * len(row) for row in z]
+
+
+def cross_entropy_mean_jvp_scale(ctx, z, y, t):
+    """(1/m) sum_r (S_r + |g_r|): each row's out.ce.grad jvp scale, and the row terms summed."""
+    rows = list(zip(z, y, t))
+    return ctx.fsum(cross_entropy_jvp_scale(ctx, r, yr, tr) + abs(cross_entropy_jvp(ctx, r, yr, tr))
+                    for r, yr, tr in rows) / len(z)
+
+
+def cross_entropy_mean_jvp_acc(ctx, z, y, t):
+    """(1/m) sum_r (A_r + (m - 1) |g_r|): each row's accumulation, and the batch sum of m terms."""
+    m = len(z)
+    return ctx.fsum(cross_entropy_jvp_acc(ctx, r, yr, tr) + (m - 1) * abs(cross_entropy_jvp(ctx, r, yr, tr))
+                    for r, yr, tr in zip(z, y, t)) / m
+
+
+def cross_entropy_mean_jvp_underflow(ctx, z, y, t):
+    return ctx.fsum(abs(x) for tr in t for x in tr) / len(z)
+
+
+def logsumexp_vjp_scale(ctx, z, c):
+    """|c| (a_i rho_i + a_i): a_i's error (computed, or recovered from the stored output) and the product."""
     a, ar = _a_rho(ctx, z)
     return [abs(c) * (q + x) for x, q in zip(a, ar)]
 
 
-def cross_entropy_vjp_acc(ctx, z, y, c):
+def logsumexp_vjp_acc(ctx, z, c):
     return [abs(c) * (len(z) - 1) * x for x in softmax(ctx, z)]
+
+
+def logsumexp_vjp_underflow(ctx, z, c):
+    return [abs(c)] * len(z)
+
+
+def logsumexp_jvp_scale(ctx, z, t):
+    """sum_j (a_j rho_j + a_j) |t_j| + |sum_j a_j t_j|: each a_j's error, the products, the sum."""
+    a, ar = _a_rho(ctx, z)
+    return ctx.fsum((q + x) * abs(s) for x, q, s in zip(a, ar, t)) + abs(ctx.fsum(x * s for x, s in zip(a, t)))
+
+
+def logsumexp_jvp_acc(ctx, z, t):
+    return (2 * len(z) - 1) * ctx.fsum(x * abs(s) for x, s in zip(softmax(ctx, z), t))
+
+
+def logsumexp_jvp_underflow(ctx, z, t):
+    return ctx.fsum(abs(x) for x in t)
+
+
+def cross_entropy_vjp_scale(ctx, z, y, c):
+    """|c| (a_i rho_i + a_i): logsumexp's (the onehot subtraction is in the u |g_i| term)."""
+    return logsumexp_vjp_scale(ctx, z, c)
+
+
+def cross_entropy_vjp_acc(ctx, z, y, c):
+    return logsumexp_vjp_acc(ctx, z, c)
 
 
 def cross_entropy_jvp_scale(ctx, z, y, t):

@@ -634,6 +634,20 @@ def _task_size(task: tuple) -> int:
     return inputs[2] - inputs[1] if isinstance(inputs, tuple) else len(inputs)
 
 
+def _task_cost(task: tuple) -> int:
+    """Work of a chunk, about: its numbers (a row of 1000 costs 1000 scalars)."""
+    inputs = task[3]
+    if isinstance(inputs, tuple):
+        return inputs[2] - inputs[1]
+    return len(inputs) * _numbers(inputs[0]) if inputs else 0
+
+
+def _numbers(a) -> int:
+    if isinstance(a, (list, tuple)):
+        return sum(_numbers(x) for x in a)
+    return a.size if isinstance(a, np.ndarray) else 1
+
+
 def _work(task: tuple) -> Packed:
     name, mode, eng, inputs = task
     if isinstance(inputs, tuple):  # a range of a table's inputs
@@ -702,7 +716,8 @@ def _compute_units(units: list, jobs: int, progress, *, units_total: int) -> int
         return total
     ctx = multiprocessing.get_context("spawn")  # never fork a process that may hold backend threads
     with concurrent.futures.ProcessPoolExecutor(max_workers=min(jobs, len(chunks)), mp_context=ctx) as pool:
-        futures = {pool.submit(_work, task): ci for ci, (_, task) in enumerate(chunks)}
+        order = sorted(range(len(chunks)), key=lambda ci: -_task_cost(chunks[ci][1]))  # longest first: both cores busy to the end
+        futures = {pool.submit(_work, chunks[ci][1]): ci for ci in order}
         for fut in concurrent.futures.as_completed(futures):
             finished(futures[fut], fut.result())
     return total

@@ -405,6 +405,37 @@ class SoftmaxAccumulatesIn16Bit(OutMutant):
         self.ops = OpTable({**self.ops, "softmax": self._quiet(softmax), "logsumexp": self._quiet(logsumexp)})
 
 
+class LogsumexpGradUnnormalised(OutMutant):
+    defect = "d lse / dz = exp(z) (the normalisation by sum e^z forgotten) in both AD modes"
+    catches = ("out.logsumexp.grad/vjp", "out.logsumexp.grad/jvp")
+    rules = {"logsumexp": (lambda xp, ops, ans, g, z: (xp.asarray(g)[..., None] * xp.exp(z),),
+                           lambda xp, ops, ans, ts, z: xp.sum(xp.exp(z) * ts[0], axis=-1))}
+
+
+
+class CeMeanGradSum(OutMutant):
+    defect = "the batch-mean cross-entropy differentiated as the sum: the gradient not divided by m"
+    catches = ("out.ce.mean.grad/vjp", "out.ce.mean.grad/jvp")
+    rules = {"cross_entropy_mean": (lambda xp, ops, ans, g, z, y: backprop._ce_vjp(xp, ops, ans, backprop._spread(xp, g, z), z, y),
+                                    lambda xp, ops, ans, ts, z, y: xp.sum(backprop._ce_jvp(xp, ops, z, y, ts[0])))}
+
+
+class CeSoftGradSign(OutMutant):
+    defect = "soft-target cross-entropy gradient p - a (the sign flipped) in the logits"
+    catches = ("out.ce.soft.grad/vjp", "out.ce.soft.grad/jvp")
+    rules = {"cross_entropy_soft": (
+        lambda xp, ops, ans, g, z, p: (xp.asarray(g)[..., None] * (p - ops.softmax(z) * _s(p)),
+                                       -xp.asarray(g)[..., None] * ops.log_softmax(z)),
+        lambda xp, ops, ans, ts, z, p: xp.sum((p - ops.softmax(z) * _s(p)) * backprop._t(ts[0], z) - ops.log_softmax(z) * backprop._t(ts[1], p),
+                                       axis=-1))}
+
+
+class KlGradUnnormalised(OutMutant):
+    defect = "KL gradient exp(z) sum(p) - p: the softmax's normalisation forgotten"
+    catches = ("out.kl.grad/vjp", "out.kl.grad/jvp")
+    rules = {"kl_div": (lambda xp, ops, ans, g, z, p: (xp.asarray(g)[..., None] * (xp.exp(z) * _s(p) - p), None),
+                        lambda xp, ops, ans, ts, z, p: xp.sum((xp.exp(z) * _s(p) - p) * backprop._t(ts[0], z), axis=-1))}
+
 MUTANTS = [c for c in OutMutant.__subclasses__() if c.catches]
 
 
@@ -433,3 +464,4 @@ class LogSoftmaxLogOfSum(OutMutant):
                "cross_entropy": lambda z, y: -np.take_along_axis(
                    (lambda t: t - _log_of_sum(t))(z - np.max(z, axis=-1, keepdims=True)),
                    np.asarray(y).astype(np.int64)[..., None], axis=-1)[..., 0]}
+

@@ -62,13 +62,15 @@ def _derivative_clauses():
     return [c for c in spec.clauses() if c.kind == "reduction_derivative"]
 
 
+def _step(x, h, d):
+    """x + h d, elementwise over (nested) lists: rows and batches."""
+    return [_step(a, h, b) for a, b in zip(x, d)] if isinstance(x, list) else x + h * d
+
+
 def _shift(item, wrt, h, t):
     out_ = list(item)
     for k, i in enumerate(wrt):
-        if isinstance(item[i], list):
-            out_[i] = [x + h * d for x, d in zip(item[i], t[k])]
-        else:
-            out_[i] = item[i] + h * t[k]
+        out_[i] = _step(item[i], h, t[k])
     return out_
 
 
@@ -87,7 +89,7 @@ def test_directional_derivatives_match_numerical(clause):
         x = [_mp(ctx, a) for a in item]
         y0 = _flat(value(ctx, *x))
         v = [ctx.mpf(float(s)) for s in rng.standard_normal(len(y0))]
-        t = [(rng.standard_normal(len(item[i])).tolist() if isinstance(item[i], list) else float(rng.standard_normal()))
+        t = [(rng.standard_normal(np.shape(item[i])).tolist() if isinstance(item[i], list) else float(rng.standard_normal()))
              for i in wrt]
         tm = [_mp(ctx, a) for a in t]
 
@@ -125,7 +127,8 @@ def test_every_out_scale_is_used_and_non_negative():
     for c in spec.clauses():
         if c.family != "out" or c.kind not in ("reduction", "reduction_derivative"):
             continue
-        refs = ([(c.tolerance.scale, None), (c.tolerance.accumulation, None)] if c.kind == "reduction" else
+        refs = ([(c.tolerance.scale, None), (c.tolerance.accumulation, None), (c.tolerance.accuracy_scale, None)]
+                if c.kind == "reduction" else
                 [(m.get(k), name) for name, m in c.extra["modes"].items() for k in ("scale", "accumulation", "underflow")])
         for ref, mode in refs:
             if not ref:
@@ -144,6 +147,23 @@ def test_every_out_scale_is_used_and_non_negative():
                     args += [_mp(ctx, a) for a in (item[i] for i in c.extra.get("wrt", [0]))]
                 for s in _flat(f(ctx, *args)):
                     assert s >= 0 and ctx.isfinite(s), (c.id, ref, item, s)
+
+
+def test_accuracy_criteria_of_reductions_are_within_must():
+    # A finding must be a loss MUST tolerates, never a looser test: S_acc <= S + A at every row
+    # (u_acc = u in float32 and float64), e.g. n (1 - a_k) <= n - 1.  docs/measure.md "Tiers"
+    for c in spec.clauses():
+        t = c.tolerance
+        if c.kind != "reduction" or t.accuracy_scale is None:
+            continue
+        assert t.accuracy <= t.must, c.id
+        for item in _small_items(c.extra["vectors"], 2)[:8]:
+            ctx = _ctx(80)
+            args = [_mp(ctx, a) for a in item]
+            acc, must = (_flat(function(r)(ctx, *args)) for r in (t.accuracy_scale, t.scale))
+            extra = _flat(function(t.accumulation)(ctx, *args)) if t.accumulation else [0] * len(must)
+            for sa, sm, ea in zip(acc, must, extra):
+                assert sa <= sm + ea, (c.id, item, sa, sm, ea)
 
 
 # ======================================================================= identities ===
