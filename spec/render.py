@@ -54,7 +54,8 @@ def _term(t: dict) -> str:
 def clause_page(c: Clause) -> str:
     t = c.tolerance
     lines = [f'<a id="{c.id}"></a>', "", f"# [{c.id}] {c.title}", "",
-             f"Cite as: `{c.citation}` (edition {EDITION}; [how ids and editions work](../editions.md))", "",
+             f"> **Cite as:** `{c.citation}`  ", f"> Edition {EDITION}; this page: `clauses/{c.id}/#{c.id}` "
+             "([how ids and editions work](../editions.md))", "",
              "## Statement", "", "$$", c.statement, "$$", "",
              f"- **Kind:** {c.kind}",
              f"- **Source:** {_source(c)}"]
