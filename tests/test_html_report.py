@@ -147,3 +147,10 @@ window.addEventListener('load', function () {
     shot = tmp_path / "report.png"
     subprocess.run(base + [f"--screenshot={shot}", path.as_uri()], capture_output=True, timeout=120)
     assert shot.is_file() and shot.stat().st_size > 10_000  # a painted page, not a blank one
+
+
+def test_html_command_needs_a_report_directory(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # `ffnspec html DIR` re-renders from DIR/report.json; a directory without one is a usage error (exit 2).
+    from ffnspec.cli import main
+    assert main(["html", str(tmp_path)]) == 2
+    assert "has no report.json" in capsys.readouterr().err
