@@ -4,7 +4,8 @@
                 [--report DIR] [--profile fast|ci|thorough] [--xfail-file PATH]
     ffnspec backends
     ffnspec clauses [GLOB ...] [--show ID]
-    ffnspec docs [--out DIR]
+    ffnspec docs [--out DIR] [--reports DIR ...]
+    ffnspec html REPORT_DIR
 
 Every option, path and adapter attribute is validated before any work starts.
 Exit status (a contract, also for scripts and CI):
@@ -84,7 +85,7 @@ def print_summary(data: dict, path: Path) -> None:
         families.setdefault(r["clause"].split(".", 1)[0], Counter())[r["verdict"]] += 1
     print("passes per family: " + "; ".join(
         f"{fam} {c['pass']}/{sum(c.values())}" for fam, c in sorted(families.items())))
-    print(f"report: {path / 'report.json'}, {path / 'report.md'}")
+    print(f"report: {path / 'report.json'}, {path / 'report.md'}, {path / 'report.html'}")
     s = data["summary"]
     print(f"ffnspec {data['edition']} -- {data['backend']['name']}: {s['verdict'].upper()}")
 
@@ -200,6 +201,29 @@ def _docs(args: argparse.Namespace) -> int:
         raise UsageFailure(str(e).removeprefix("ffnspec: ")) from None
     changed = write(out)
     print(f"{len(changed)} page(s) written to {out}")
+    if args.out is None or args.reports:  # the site's family pages, from docs/status/*.json
+        from ffnspec.conformance.machinery import status
+        for d in args.reports or []:
+            if not (Path(d) / "report.json").is_file() and not (Path(d).is_file() and d.endswith(".json")):
+                raise UsageFailure(f"--reports: {d!r} has no report.json")
+        stored = status.store(args.reports or [], out.parent / "status")
+        pages = status.write(out.parent / "families", out.parent / "status")
+        print(f"{len(stored)} report(s) stored in {out.parent / 'status'}; {len(pages)} family page(s) written")
+    return CONFORMS
+
+
+def _html(args: argparse.Namespace) -> int:
+    from ffnspec.conformance.machinery import html_report, plots
+    from ffnspec.conformance.machinery.report import load
+    d = Path(args.report_dir)
+    if not (d / "report.json").is_file():
+        raise UsageFailure(f"{str(d)!r} has no report.json (give the directory of an `ffnspec run --report`)")
+    try:
+        data = load(d)
+    except ValueError as e:
+        raise UsageFailure(f"{str(d / 'report.json')!r} is not JSON: {e}") from None
+    path, seconds = html_report.write(data, d)
+    print(f"{path} written in {seconds:.1f} s" + ("" if plots.available() else f" (no plots: {plots.INSTALL_HINT})"))
     return CONFORMS
 
 
@@ -232,7 +256,12 @@ def parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_clauses)
     d = sub.add_parser("docs", help="regenerate the clause pages")
     d.add_argument("--out", help="directory [docs/clauses of the source checkout]")
+    d.add_argument("--reports", nargs="+", metavar="DIR", help="report directories to store in docs/status/ "
+                   "(the family pages' status columns, one per backend)")
     d.set_defaults(func=_docs)
+    h = sub.add_parser("html", help="(re)write report.html from a report directory's report.json")
+    h.add_argument("report_dir", help="a directory written by `ffnspec run --report`")
+    h.set_defaults(func=_html)
     return p
 
 

@@ -51,7 +51,8 @@ def elementwise(clause: spec.Clause, target: Target, record: Record, z: np.ndarr
         with np.errstate(over="ignore"):
             limit = limit + c * (measure.two_eta(target) / ulp(ex.hi, ex.lo, fmt)) / 2
         criterion += " + c(z) 2^(emin-p)"
-    record.observe(inputs=args, error=err / limit * must, output=y, exact=ex.hi + ex.lo, ulp=err, distance=dist)
+    record.observe(inputs=args, error=err / limit * must, output=y, exact=ex.hi + ex.lo, ulp=err, distance=dist,
+                   curve=True)
     if flushed.any():  # results that pass only as flushed: the declared convention changed them
         record.uses_convention("flush_to_zero", int(np.sum(flushed & ~(ulp_error(y, ex.hi, ex.lo, fmt) <= limit))))
     bad = ~(err <= limit)

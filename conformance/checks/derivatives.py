@@ -35,7 +35,7 @@ def elementwise(clause: spec.Clause, target: Target, record: Record, z: np.ndarr
         err = 2 * np.abs((g - ex.hi) - ex.lo) / (2 * fmt.unit_roundoff * (np.abs(ex.hi) + scale) + two_eta)
     err = np.where(np.isnan(err), np.inf, err)
     record.observe(inputs=[z], error=err, output=g, exact=ex.hi + ex.lo,
-                   ulp=ulp_error(g, ex.hi, ex.lo, fmt), distance=ulp_distance(g, ex.cr, fmt))
+                   ulp=ulp_error(g, ex.hi, ex.lo, fmt), distance=ulp_distance(g, ex.cr, fmt), curve=True)
     if target.ftz:  # results that pass only by the flush-to-zero allowance: the convention changed them
         gradual = fmt.min_subnormal * (two_eta / measure.two_eta(target))
         with np.errstate(invalid="ignore", over="ignore"):

@@ -55,7 +55,7 @@ def check(clause: spec.Clause, target: Target, record: Record, z: np.ndarray) ->
             residual = np.array([math.fsum(row) if ok else math.nan for row, ok in zip(stacked.tolist(), finite)])
         err = np.abs(residual) / tol
         err = np.where(np.isnan(err), np.inf, err)
-        record.observe(inputs=[zz], error=err, output=residual, exact=np.zeros_like(zz))
+        record.observe(inputs=[zz], error=err, output=residual, exact=np.zeros_like(zz), curve=True)
         bad = ~(err <= 1.0)
         record.violations += int(bad.sum())
         if bad.any():

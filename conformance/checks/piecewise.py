@@ -107,7 +107,8 @@ def value(clause: spec.Clause, target: Target, record: Record, z: np.ndarray) ->
         err = np.where(~ok & (np.isnan(y) | np.isnan(want)), np.inf, err)
         with np.errstate(invalid="ignore"):
             ulps = np.where(num, ulp_error(y, np.where(num, want, 0), np.zeros_like(z), fmt), 0.0)
-        record.observe(inputs=[z], error=err, output=y, exact=want, ulp=np.where(ok, 0.0, ulps), distance=steps)
+        record.observe(inputs=[z], error=err, output=y, exact=want, ulp=np.where(ok, 0.0, ulps), distance=steps,
+                       curve=True)
         bad = ~ok
         record.violations += int(bad.sum())
         if bad.any():

@@ -21,6 +21,8 @@ from ffnspec.conformance.machinery.harness import Target
 from ffnspec.conformance.machinery.reproduce import format_float
 from ffnspec.spec import Clause
 
+CURVE_POINTS = 128  # Record.curve: at most this many (input, error) points, the worst of each input slice
+ULP_EDGES = (0.0, 0.5, 1.0, 2.0, 4.0, 16.0, 64.0, 1024.0)  # Record.ulp_hist: [edge_i, edge_i+1), the last open
 GRADES = ("correctly rounded", "faithful", "<=2 ULP", "<=4 ULP", "<=16 ULP", ">16 ULP")
 
 
@@ -31,6 +33,14 @@ def grade(max_ulp: float, max_distance: int) -> str:
         if max_ulp < bound or (bound > 1 and max_ulp <= bound):
             return name
     return GRADES[5]
+
+
+def _short(v: float) -> float | str:
+    """A curve point for report.json: 4 significant digits (what a plot shows), non-finite as text."""
+    if not np.isfinite(v):
+        return str(v)
+    r = float(f"{v:.4g}")
+    return r if np.isfinite(r) else v  # rounding the largest finite values up overflows
 
 
 class ConformanceFailure(AssertionError):
@@ -68,6 +78,8 @@ class Record:
     unexcused: int = 0                 # violations outside a scoped declared deviation (they fail)
     unexcused_worst: list[float] | None = None  # [error, *input] of the worst of them
     notes: list[str] = field(default_factory=list)
+    curve: dict[str, list[float]] | None = None  # {"x", "error"}: down-sampled error (criterion units) vs input
+    ulp_hist: list[int] | None = None  # counts of ULP errors in the bins of ULP_EDGES, then non-finite
     scope: Any = field(default=None, repr=False, compare=False)  # the declared deviation (not reported)
 
     def to_json(self) -> dict[str, Any]:
@@ -79,16 +91,27 @@ class Record:
                 d[k] = str(v)
         if d["worst_input"] is not None:
             d["worst_input"] = [v if np.isfinite(v) else str(v) for v in d["worst_input"]]
+        if d["curve"] is not None:
+            d["curve"] = {k: [_short(v) for v in vs] for k, vs in d["curve"].items()}
         return d
 
     # -- updating ---------------------------------------------------------------
     def observe(self, *, inputs: list[np.ndarray], error: np.ndarray, output: np.ndarray,
-                exact: np.ndarray, ulp: np.ndarray | None = None, distance: np.ndarray | None = None) -> None:
-        """Fold one batch of measured errors (criterion units) into the record."""
+                exact: np.ndarray, ulp: np.ndarray | None = None, distance: np.ndarray | None = None,
+                curve: bool = False) -> None:
+        """Fold one batch of measured errors (criterion units) into the record.  ``curve``: an
+        elementwise check of one argument also keeps the error against the input, down-sampled
+        (``curve``, the plots of report.html), and a histogram of the ULP errors (``ulp_hist``)."""
         error = np.asarray(error, dtype=np.float64).ravel()
         if error.size == 0:
             return
         self.examples += int(error.size)
+        if curve and len(inputs) == 1 and np.size(inputs[0]) == error.size:
+            self._sample_curve(np.asarray(inputs[0], dtype=np.float64).ravel(), error)
+        if curve and ulp is not None:
+            u = np.asarray(ulp, dtype=np.float64).ravel()
+            counts = np.histogram(u[np.isfinite(u)], bins=[*ULP_EDGES, np.inf])[0].tolist() + [int((~np.isfinite(u)).sum())]
+            self.ulp_hist = counts if self.ulp_hist is None else [a + b for a, b in zip(self.ulp_hist, counts)]
         if self.scope is not None and self.scope.scoped:
             self._check_scope(inputs, error)
         i = int(np.argmax(error))
@@ -105,6 +128,21 @@ class Record:
             self.max_distance = max(self.max_distance or 0, d)
         if self.max_ulp is not None and self.max_distance is not None:
             self.grade = grade(self.max_ulp, self.max_distance)
+
+    def _sample_curve(self, x: np.ndarray, error: np.ndarray) -> None:
+        """Merge a batch into ``curve``: the points sorted by input, cut into CURVE_POINTS slices,
+        the worst error of each kept, so the plotted envelope keeps every peak's height."""
+        old = self.curve or {"x": [], "error": []}
+        x = np.concatenate([np.asarray(old["x"], dtype=np.float64), x])
+        e = np.concatenate([np.asarray(old["error"], dtype=np.float64), error])
+        keep = np.isfinite(x)
+        x, e = x[keep], np.where(np.isnan(e[keep]), np.inf, e[keep])
+        order = np.argsort(x, kind="stable")
+        x, e = x[order], e[order]
+        if x.size > CURVE_POINTS:
+            picks = [int(s[0] + np.argmax(e[s])) for s in np.array_split(np.arange(x.size), CURVE_POINTS)]
+            x, e = x[picks], e[picks]
+        self.curve = {"x": x.tolist(), "error": e.tolist()}
 
     def uses_convention(self, name: str, results: int) -> None:
         """Count results that meet the criterion only under a declared convention that changes

@@ -1,5 +1,5 @@
-"""Reports: JSON (schema in docs/report-schema.json) and a Markdown summary, both
-written only from the records; ``compare`` lists where two reports' records differ."""
+"""Reports: JSON (schema in docs/report-schema.json), a Markdown summary and a self-contained
+HTML page with plots (machinery/html_report.py), all written only from the records; ``compare`` lists where two reports' records differ."""
 from __future__ import annotations
 
 import dataclasses
@@ -229,6 +229,8 @@ def write(sess, directory: str) -> Path:
     data = as_dict(sess)
     (d / "report.json").write_text(json.dumps(data, indent=1, allow_nan=False), encoding="utf-8")
     (d / "report.md").write_text(markdown(data), encoding="utf-8")
+    from ffnspec.conformance.machinery import html_report  # plots import matplotlib lazily
+    html_report.write(data, d)
     return d
 
 

@@ -1,0 +1,169 @@
+"""Plots and rendered math for report.html, drawn with matplotlib (the ``report`` extra).
+
+matplotlib is imported lazily, on the first plot: the pytest plugin and the CLI stay light to
+import, and without matplotlib ``available()`` is False and report.html says how to get plots.
+Every function returns a self-contained ``data:`` URI (an SVG image), so the page needs no
+network and no file beside it.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import math
+import re
+from typing import Sequence
+
+INSTALL_HINT = "pip install 'ffnspec[report]' (matplotlib), then `ffnspec html REPORT_DIR` re-renders this page from report.json"
+_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+
+
+def available() -> bool:
+    """Whether matplotlib can be imported here."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_svg import FigureCanvasSVG
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(width, height), dpi=72)
+    FigureCanvasSVG(fig)
+    return fig
+
+
+def _plain(v: float, _pos=None) -> str:
+    """A tick label as plain text (symlog's default labels go through mathtext: slow)."""
+    if v == 0:
+        return "0"
+    return f"{v:g}" if 1e-3 <= abs(v) < 1e4 else f"{v:.0e}".replace("e+0", "e").replace("e-0", "e-").replace("e+", "e")
+
+
+def _plain_ticks(ax) -> None:
+    from matplotlib.ticker import FuncFormatter, NullLocator
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(FuncFormatter(_plain))
+        axis.set_minor_locator(NullLocator())  # symlog's minor ticks: many lines to draw, little to read
+
+
+def _uri(fig) -> str:
+    import matplotlib
+    buf = io.BytesIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "ffnspec"}):
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+    return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _number(v) -> float:
+    """A report.json number ("inf"/"nan" strings included) as a float."""
+    return float(v)
+
+
+Series = tuple[str, Sequence, Sequence]  # label (mode, device), inputs, errors (criterion units)
+
+
+def error_curve(panels: dict[str, Sequence[Series]], bound: float | None, *, title: str, unit: str) -> str:
+    """Error (criterion units) against the input: one panel per dtype (each over its own input
+    range: float16 spans +-65504, float64 +-1.8e308), one line per series (mode, device), the
+    MUST bound dashed; each panel's error axis linear unless its errors exceed ten times the bound;
+    inputs on a symmetric-log axis; non-finite errors drawn at the top as x."""
+    import numpy as np
+    with np.errstate(over="ignore", invalid="ignore"):  # axes spanning +-1.8e308
+        return _error_curve(panels, bound, title, unit)
+
+
+def _error_curve(panels: dict[str, Sequence[Series]], bound: float | None, title: str, unit: str) -> str:
+    from matplotlib.ticker import SymmetricalLogLocator
+    fig = _figure(2.2 + 2.3 * len(panels), 2.5)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (dtype, series) in zip(axes, panels.items()):
+        finite_max = max([0.0] + [_number(v) for _, _, e in series for v in e if math.isfinite(_number(v))])
+        top = max(finite_max, bound or 0.0, 1e-300) * 1.15
+        log_y = bool(bound) and finite_max > 10 * bound
+        xs_all = []
+        for k, (label, x, e) in enumerate(series):
+            xs = [_number(v) for v in x]
+            es = [_number(v) for v in e]
+            xs_all += [v for v in xs if math.isfinite(v)]
+            c = _COLOURS[k % len(_COLOURS)]
+            ax.plot(xs, [v if math.isfinite(v) else math.nan for v in es], lw=0.9, color=c, label=label or dtype,
+                    marker=".", ms=2)
+            over = [(a, top) for a, v in zip(xs, es) if not math.isfinite(v)]
+            if over:
+                ax.plot(*zip(*over), "x", color=c, ms=5)
+        if bound is not None:
+            ax.axhline(bound, color="black", ls="--", lw=1, label=f"bound {bound:g}")
+        if log_y:
+            ax.set_yscale("symlog", linthresh=bound)
+        ax.set_xscale("symlog", linthresh=1.0)
+        widest = max([1.0] + [abs(v) for v in xs_all])
+        step = max(1, math.ceil(math.log10(widest) / 3))  # about three decades labelled on each side
+        ax.xaxis.set_major_locator(SymmetricalLogLocator(base=10.0 ** step, linthresh=1.0))
+        if xs_all and min(xs_all) < max(xs_all):
+            ax.set_xlim(min(xs_all), max(xs_all))
+        ax.set_title(dtype, fontsize=8)
+        ax.set_xlabel("input z", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.grid(alpha=0.3, axis="y")
+        if ax is axes[0] or len({label for label, _, _ in series}) > 1:
+            ax.legend(fontsize=6, loc="upper left")
+        _plain_ticks(ax)
+        ax.set_ylim(bottom=0, top=top * (3 if log_y else 1))
+    axes[0].set_ylabel(f"error ({unit})", fontsize=7)
+    fig.suptitle(title, fontsize=8)
+    fig.subplots_adjust(left=0.8 / fig.get_figwidth(), right=0.99, top=0.82, bottom=0.18, wspace=0.25)
+    return _uri(fig)
+
+
+def ulp_histogram(counts: dict[str, Sequence[int]], edges: Sequence[float]) -> str:
+    """Inputs per ULP-error bin, grouped bars per dtype, log count axis."""
+    fig = _figure(6.4, 2.6)
+    ax = fig.add_subplot()
+    labels = [f"[{a:g}, {b:g})" for a, b in zip(edges, edges[1:])] + [f">= {edges[-1]:g}", "non-finite"]
+    width = 0.8 / max(1, len(counts))
+    for k, (dtype, c) in enumerate(counts.items()):
+        ax.bar([i + k * width for i in range(len(c))], [max(v, 0) for v in c], width, label=dtype,
+               color=_COLOURS[k % len(_COLOURS)])
+    ax.set_yscale("symlog", linthresh=1)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(labels))], labels, fontsize=7)
+    ax.set_xlabel("ULP error of the exact value")
+    ax.set_ylabel("inputs")
+    ax.set_title("ULP errors of the elementwise checks, per dtype", fontsize=9)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7)
+    from matplotlib.ticker import FuncFormatter
+    ax.yaxis.set_major_formatter(FuncFormatter(_plain))
+    fig.subplots_adjust(left=0.1, right=0.98, top=0.9, bottom=0.18)
+    return _uri(fig)
+
+
+_SUBST = ((r"\tfrac", r"\frac"), (r"\dfrac", r"\frac"), (r"\implies", r"\Rightarrow"), (r"\mid", "|"),
+          (r"\lVert", r"\Vert"), (r"\rVert", r"\Vert"), (r"\|", r"\Vert"), (r"\widehat", r"\hat"),
+          (r"\textstyle", ""), (r"\le ", r"\leq "), (r"\ge ", r"\geq "))
+
+
+def _mathtext(tex: str) -> str:
+    """The subset of LaTeX matplotlib's mathtext parses: sizing commands dropped, \\text and
+    \\operatorname as roman, single-digit \\frac12 braced."""
+    s = " ".join(tex.split())
+    s = re.sub(r"\\[Bb]ig+[lr]?", "", s)
+    s = re.sub(r"\\operatorname\{(\w+)\}", r"\\mathrm{\1}", s)
+    s = re.sub(r"\\text\{([^}]*)\}", lambda m: r"\mathrm{" + m.group(1).replace(" ", r"\ ") + "}", s)
+    s = re.sub(r"\\frac(\w)(\w)", r"\\frac{\1}{\2}", s)
+    for a, b in _SUBST:
+        s = s.replace(a, b)
+    return s
+
+
+def statement_image(tex: str) -> str | None:
+    """A statement rendered with mathtext, or None where mathtext cannot parse it (the page
+    then shows the TeX source)."""
+    from matplotlib import mathtext
+    buf = io.BytesIO()
+    try:
+        mathtext.math_to_image("$" + _mathtext(tex) + "$", buf, format="svg", dpi=90)
+    except Exception:  # mathtext's parser: a ValueError subclass, or anything from an odd construct
+        return None
+    return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
