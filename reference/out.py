@@ -456,6 +456,14 @@ def _a_rho(ctx, z):
     return a, [max(x * (2 * (abs(l) + q) + 2), p) if x else ctx.zero for x, l, q, p in zip(a, ls, s, al)]
 
 
+def _a_rho_lse(ctx, z):
+    """_a_rho, or a_j recovered from the stored logsumexp y as exp(z_j - y): y within its MUST bound
+    2u (|y| + S_lse), the subtraction u |l_j|, a faithful exp 2u (torch's logsumexp backward)."""
+    (a, ar), y, sl = _a_rho(ctx, z), logsumexp(ctx, z), logsumexp_scale(ctx, z)
+    rel = 2 * (abs(y) + sl) + 2 if ctx.isfinite(y) else ctx.zero
+    return a, [max(r, x * (rel + abs(l))) if x else ctx.zero for x, r, l in zip(a, ar, log_softmax(ctx, z))]
+
+
 def log_softmax_vjp_scale(ctx, z, v):
     """(a_i rho_i + a_i) |sum v|."""
     a, ar = _a_rho(ctx, z)
@@ -539,9 +547,11 @@ def cross_entropy_mean_jvp(ctx, z, y, t):
 
 
 def cross_entropy_mean_vjp_scale(ctx, z, y, c):
-    """Each row's out.ce.grad scale at the cotangent c / m (the division is the u |g| term)."""
+    """Each row's out.ce.grad scale at the cotangent c / m, plus |g_i|: the factor c/m (or c (1/m))
+    is rounded once or twice before it multiplies a - e_y."""
     m = len(z)
-    return [logsumexp_vjp_scale(ctx, row, c / m) for row in z]
+    return [[s + abs(g) for s, g in zip(cross_entropy_vjp_scale(ctx, row, yr, c / m), cross_entropy_vjp(ctx, row, yr, c / m))]
+            for row, yr in zip(z, y)]
 
 
 def cross_entropy_mean_vjp_acc(ctx, z, y, c):
@@ -572,8 +582,9 @@ def cross_entropy_mean_jvp_underflow(ctx, z, y, t):
 
 
 def logsumexp_vjp_scale(ctx, z, c):
-    """|c| (a_i rho_i + a_i): a_i's error (computed, or recovered from the stored output) and the product."""
-    a, ar = _a_rho(ctx, z)
+    """|c| (a_i rho_i + a_i): a_i's error (computed, or recovered from the stored log-softmax or
+    logsumexp) and the product."""
+    a, ar = _a_rho_lse(ctx, z)
     return [abs(c) * (q + x) for x, q in zip(a, ar)]
 
 
@@ -587,7 +598,7 @@ def logsumexp_vjp_underflow(ctx, z, c):
 
 def logsumexp_jvp_scale(ctx, z, t):
     """sum_j (a_j rho_j + a_j) |t_j| + |sum_j a_j t_j|: each a_j's error, the products, the sum."""
-    a, ar = _a_rho(ctx, z)
+    a, ar = _a_rho_lse(ctx, z)
     return ctx.fsum((q + x) * abs(s) for x, q, s in zip(a, ar, t)) + abs(ctx.fsum(x * s for x, s in zip(a, t)))
 
 
@@ -600,8 +611,9 @@ def logsumexp_jvp_underflow(ctx, z, t):
 
 
 def cross_entropy_vjp_scale(ctx, z, y, c):
-    """|c| (a_i rho_i + a_i): logsumexp's (the onehot subtraction is in the u |g_i| term)."""
-    return logsumexp_vjp_scale(ctx, z, c)
+    """|c| (a_i rho_i + a_i) (the onehot subtraction is in the u |g_i| term)."""
+    a, ar = _a_rho(ctx, z)
+    return [abs(c) * (q + x) for x, q in zip(a, ar)]
 
 
 def cross_entropy_vjp_acc(ctx, z, y, c):
