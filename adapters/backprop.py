@@ -413,22 +413,8 @@ def hvp(xp, ops: OpTable, fn: Callable, primals: Sequence[Any], tangents: Sequen
     tape: list[_Node] = []
     inputs = [_Node(p, []) for p in primals]
     out = fn(_traced_ops(xp, ops, tape), *inputs)
-    tan = {id(n): t for n, t in zip(inputs, tangents)}
+    tan = _tangents(xp, ops, tape, inputs, tangents)
     with _quiet(xp):
-        for node in tape:  # forward mode: every node's tangent (zero tangents stay None)
-            if node.rule is not None:
-                name, vals, nodes, params = node.rule
-                ts = [tan.get(id(p)) if p is not None else None for p in nodes]
-                if any(t is not None for t in ts):
-                    t = _apply_rule(xp, ops, RULES[name][1], node.value, ts, vals, params)
-                    tan[id(node)] = _astype(xp, xp.asarray(t), node.value.dtype)
-                continue
-            acc = None
-            for parent, partial in node.parents:
-                if id(parent) in tan:
-                    acc = _plus(acc, tan[id(parent)] * partial)
-            if acc is not None:
-                tan[id(node)] = _astype(xp, acc, node.value.dtype)
         grad, gdot = {id(out): xp.ones_like(out.value)}, {}
         for node in reversed(tape):  # reverse mode carrying (g, g_dot)
             g = grad.pop(id(node), None)
@@ -568,6 +554,12 @@ def jvp(xp, ops: OpTable, fn: Callable, primals: Sequence[Any], tangents: Sequen
     tape: list[_Node] = []
     inputs = [_Node(p, []) for p in primals]
     out = fn(_traced_ops(xp, ops, tape), *inputs)
+    tangent = _tangents(xp, ops, tape, inputs, tangents)
+    return out.value, tangent.get(id(out), xp.zeros_like(out.value))
+
+
+def _tangents(xp, ops: OpTable, tape: list, inputs: list, tangents: Sequence[Any]) -> dict:
+    """Forward mode over a recorded tape: every node's tangent by id (zero tangents stay absent)."""
     tangent = {id(n): t for n, t in zip(inputs, tangents)}
     with _quiet(xp):
         for node in tape:
@@ -581,12 +573,10 @@ def jvp(xp, ops: OpTable, fn: Callable, primals: Sequence[Any], tangents: Sequen
             acc = None
             for parent, partial in node.parents:
                 if id(parent) in tangent:
-                    term = tangent[id(parent)] * partial
-                    acc = term if acc is None else acc + term
+                    acc = _plus(acc, tangent[id(parent)] * partial)
             if acc is not None:
                 tangent[id(node)] = _astype(xp, acc, node.value.dtype) if hasattr(acc, "dtype") else acc
-    t = tangent.get(id(out), xp.zeros_like(out.value))
-    return out.value, t
+    return tangent
 
 
 def supported(ops: Mapping[str, Callable]) -> set[str]:

@@ -725,13 +725,11 @@ def graph_problems(target: Target, *, scalar: bool):
         if scalar and vals[-1].shape:
             nodes.append(("sum", (len(vals) - 1,), {"axis": None}))
             vals.append(_Val((), 0.0, None))
-        inputs = [np.array(draw(st.lists(st.sampled_from(VALUES), min_size=int(np.prod(s)), max_size=int(np.prod(s)))),
-                           dtype=np.float64).reshape(s) for s in shapes]
-        seed = lambda shape: np.array(draw(st.lists(st.sampled_from(VALUES[::2]), min_size=int(np.prod(shape)),  # noqa: E731
-                                                    max_size=int(np.prod(shape)))), dtype=np.float64).reshape(shape)
-        spec = spec_of(shapes, nodes)
-        out = vals[-1].shape
-        return spec, inputs, [seed(out)], [seed(s) for s in shapes]
+        def array(shape, pool):
+            n = int(np.prod(shape))
+            return np.array(draw(st.lists(st.sampled_from(pool), min_size=n, max_size=n)), dtype=np.float64).reshape(shape)
+        inputs = [array(s, VALUES) for s in shapes]
+        return spec_of(shapes, nodes), inputs, [array(vals[-1].shape, VALUES[::2])], [array(s, VALUES[::2]) for s in shapes]
     return problems()
 
 

@@ -203,14 +203,13 @@ def _on_boundary(d: tuple[int, int], fmt: Format) -> bool:
     return round_dyadic((m << 64) + 1, e - 64, fmt) != round_dyadic((m << 64) - 1, e - 64, fmt)
 
 
-def _decide(lower: tuple[int, int], upper: tuple[int, int], exact: bool, fmt: Format | None,
-            hi_only: bool = False) -> Value | None:
+def _decide(lower: tuple[int, int], upper: tuple[int, int], exact: bool, fmt: Format | None) -> Value | None:
     """The triple if it is the same for every t in [lower, upper], else None.  With ``exact``
-    (lower == upper is t itself) it always is.  ``hi_only``: (RN64(t), 0, 0), for error scales."""
+    (lower == upper is t itself) it always is."""
     hi = _rn64(lower)
     if not exact and not _same(hi, _rn64(upper)):
         return None
-    if math.isinf(hi) or hi_only:
+    if math.isinf(hi):
         return Value(hi, 0.0, 0)
     h, qe = _dyadic(hi), _lo_grid(hi)
     dl = _sub(lower, h)
@@ -245,7 +244,7 @@ def _ball_bounds(b) -> tuple[tuple[int, int], tuple[int, int], bool]:
 _REFINE, _BRANCH, _FAIL = "refine", "branch", "fail"
 
 
-def _ball_try(f: Callable, ctx, args: tuple, fmt: Format | None, hi_only: bool = False):
+def _ball_try(f: Callable, ctx, args: tuple, fmt: Format | None):
     """The proven triples of f(args) at the current flint precision, or why not."""
     ctx.shared_memo = {}
     try:
@@ -265,7 +264,7 @@ def _ball_try(f: Callable, ctx, args: tuple, fmt: Format | None, hi_only: bool =
             if not math.isfinite(v):
                 return _FAIL
             d = _dyadic(float(v)) if isinstance(v, float) else (int(v), 0)
-            values.append(_decide(d, d, True, fmt, hi_only) if d[0] else Value(0.0, 0.0, 0))
+            values.append(_decide(d, d, True, fmt) if d[0] else Value(0.0, 0.0, 0))
             continue
         if not isinstance(v, balls.Ball) or not v.a.is_finite():
             return _FAIL
@@ -273,15 +272,14 @@ def _ball_try(f: Callable, ctx, args: tuple, fmt: Format | None, hi_only: bool =
         if exact and not lower[0]:
             values.append(Value(0.0, 0.0, 0))
             continue
-        r = _decide(lower, upper, exact, fmt, hi_only)
+        r = _decide(lower, upper, exact, fmt)
         if r is None:
             return _REFINE
         values.append(r)
     return values
 
 
-def _ball_values(f: Callable, args_list: list[tuple], fmt: Format | None,
-                 hi_only: bool = False) -> list[list[Value] | None]:
+def _ball_values(f: Callable, args_list: list[tuple], fmt: Format | None) -> list[list[Value] | None]:
     """Proven triples of every component of f at each argument tuple; None where arb cannot
     decide them (non-finite inputs or values, a branch undecided twice, MAX_BALL_PREC)."""
     results: list[list[Value] | None] = [None] * len(args_list)
@@ -297,7 +295,7 @@ def _ball_values(f: Callable, args_list: list[tuple], fmt: Format | None,
             if ctx is None:
                 ctx = _ball_contexts[prec] = balls.BallContext()
             for i in pending:
-                r = _ball_try(f, ctx, args_list[i], fmt, hi_only)
+                r = _ball_try(f, ctx, args_list[i], fmt)
                 if r is _FAIL:
                     if getattr(f, "__code__", None) in _ball_unsupported:
                         return results
@@ -370,7 +368,7 @@ def _mpf_dyadic(v) -> tuple[int, int]:
     return (-man if sign else man), exp
 
 
-def _ziv_value(v1, v2, w: int, last: bool, fmt: Format | None, hi_only: bool = False) -> Value | None:
+def _ziv_value(v1, v2, w: int, last: bool, fmt: Format | None) -> Value | None:
     """The triple if evaluations at w and w + GUARD_BITS bits pin it (module docstring)."""
     s = _special(v1, v2)
     if s is not None:
@@ -389,16 +387,16 @@ def _ziv_value(v1, v2, w: int, last: bool, fmt: Format | None, hi_only: bool = F
     diff = (abs(diff[0]), diff[1])
     floor = (abs(d2[0]), d2[1] + SLACK_BITS - w)
     tol = diff if _sign(_sub(diff, floor)) > 0 else floor
-    return _decide(_sub(d2, tol), _sub(d2, (-tol[0], tol[1])), False, fmt, hi_only)
+    return _decide(_sub(d2, tol), _sub(d2, (-tol[0], tol[1])), False, fmt)
 
 
-def _mpmath_values(f: Callable, args: tuple, fmt: Format | None, hi_only: bool = False) -> list[Value]:
+def _mpmath_values(f: Callable, args: tuple, fmt: Format | None) -> list[Value]:
     w = WORKING_BITS
     while True:
         v1 = _evaluate(f, args, w)
         v2 = _evaluate(f, args, w + GUARD_BITS)
         last = w >= MAX_PREC
-        out = [_ziv_value(a, b, w, last, fmt, hi_only) for a, b in zip(v1, v2)]
+        out = [_ziv_value(a, b, w, last, fmt) for a, b in zip(v1, v2)]
         if all(v is not None for v in out):
             return out
         w *= 2
@@ -413,12 +411,10 @@ def values(f: Callable, args: tuple, fmt: Format | None = None) -> list[Value]:
     return values_many(f, [args], fmt)[0]
 
 
-def values_many(f: Callable, args_list: list[tuple], fmt: Format | None = None, *,
-                hi_only: bool = False) -> list[list[Value]]:
-    """``values`` at each argument tuple: the ball engine for all, mpmath for what it left.
-    ``hi_only``: only hi = RN64(t) is decided (lo = sgn = 0), as error scales need."""
-    out = _ball_values(f, args_list, fmt, hi_only) if _engine != "mpmath" else [None] * len(args_list)
-    return [r if r is not None else _mpmath_values(f, a, fmt, hi_only) for r, a in zip(out, args_list)]
+def values_many(f: Callable, args_list: list[tuple], fmt: Format | None = None) -> list[list[Value]]:
+    """``values`` at each argument tuple: the ball engine for all, mpmath for what it left."""
+    out = _ball_values(f, args_list, fmt) if _engine != "mpmath" else [None] * len(args_list)
+    return [r if r is not None else _mpmath_values(f, a, fmt) for r, a in zip(out, args_list)]
 
 
 def rounded(v: Value, fmt: Format) -> float:
@@ -440,4 +436,4 @@ def evaluate_vector(f: Callable, args: tuple, fmt: Format) -> list[tuple[float, 
 
 def approximate_vector(f: Callable, args: tuple) -> list[float]:
     """f's components correctly rounded to float64 (error *scales*: hi of the canonical triple)."""
-    return [v.hi for v in values_many(f, [args], hi_only=True)[0]]
+    return [v.hi for v in values(f, args)]

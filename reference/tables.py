@@ -332,7 +332,7 @@ def _compute(name: str, mode: str, args: list[tuple]) -> list[tuple]:
     hi is kept (lo = 0, sgn = 0)."""
     f = function(name)
     if mode == SCALE:
-        return [tuple(vs) for vs in precision.values_many(f, args, None, hi_only=True)]
+        return [tuple((v.hi, 0.0, 0) for v in vs) for vs in precision.values_many(f, args, None)]
     return [tuple(v) for v in precision.values_many(f, args, FORMATS[mode])]
 
 
@@ -468,7 +468,7 @@ def _problems(f: Callable, problems: list[tuple], mode: str):
     name = reference_name(f)
     if name is None:  # not a named reference: computed, not cached
         return store.unpack([tuple(v) for v in precision.values_many(
-            f, [tuple(p) for p in problems], None if mode == SCALE else FORMATS[mode], hi_only=mode == SCALE)])
+            f, [tuple(p) for p in problems], None if mode == SCALE else FORMATS[mode])])
     s = _store(name, "problems")
     prefix = bytes([_MODE_CODE[mode]])
     keys = []

@@ -457,11 +457,14 @@ class LogsumexpLogOfSum(OutMutant):
     replace = {"logsumexp": _lse_log_of_sum}
 
 
+def _log_softmax_log_of_sum(z):
+    t = z - np.max(z, axis=-1, keepdims=True)
+    return t - _log_of_sum(t)
+
+
 class LogSoftmaxLogOfSum(OutMutant):
     defect = "t - log(sum e^t): the dominant entry's log-probability -log1p(r) returned as 0; CE likewise"
     finds = ("out.log_softmax", "out.ce")
-    replace = {"log_softmax": lambda z: (lambda t: t - _log_of_sum(t))(z - np.max(z, axis=-1, keepdims=True)),
-               "cross_entropy": lambda z, y: -np.take_along_axis(
-                   (lambda t: t - _log_of_sum(t))(z - np.max(z, axis=-1, keepdims=True)),
-                   np.asarray(y).astype(np.int64)[..., None], axis=-1)[..., 0]}
+    replace = {"log_softmax": _log_softmax_log_of_sum,
+               "cross_entropy": lambda z, y: -_take(_log_softmax_log_of_sum(z), np.asarray(y).astype(np.int64))}
 

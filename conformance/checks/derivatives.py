@@ -58,12 +58,9 @@ def reduction(clause: spec.Clause, target: Target, record: Record, group: tuple[
               mode: str, salt: int = 0) -> None:
     """kind = reduction_derivative: J^T v (vjp) or J t (jvp) through the backend's own AD."""
     ref = clause.extra["modes"][mode]
-    if clause.extra.get("finite_value"):  # the domain: items whose value is representable in the format
-        value = next(c.reference for c in spec.clauses() if c.kind == "reduction" and c.op == clause.op)
-        keep = np.isfinite(tables.exact_items(value, group, target.fmt).cr).all(axis=1)
-        group = tuple(a[keep] for a in group)
-        if group[0].shape[0] == 0:
-            return
+    group = domain(clause, group, target.fmt)
+    if group[0].shape[0] == 0:
+        return
     d, ref_args = derivative_values(clause, target, group, mode, salt)
     tol = spec.Tolerance(criterion="mixed", must=clause.tolerance.must, scale=ref.get("scale"),
                          accumulation=ref.get("accumulation"), underflow=ref.get("underflow"),
@@ -76,6 +73,16 @@ def reduction(clause: spec.Clause, target: Target, record: Record, group: tuple[
         fail_items(record, clause, target, what=f"{mode} derivative error exceeds k = {tol.must:g}",
                    criterion=measure.mixed_criterion(tol),
                    repro=reproduce.row_derivative(target, clause, mode, ref_args, len(group), i))
+
+
+def domain(clause: spec.Clause, group: tuple[np.ndarray, ...], fmt) -> tuple[np.ndarray, ...]:
+    """The group's items in the clause's domain: with ``finite_value``, those whose value (the op's
+    reduction clause) is finite in the format."""
+    if not clause.extra.get("finite_value"):
+        return tuple(group)
+    value = next(c.reference for c in spec.clauses() if c.kind == "reduction" and c.op == clause.op)
+    keep = np.isfinite(tables.exact_items(value, group, fmt).cr).all(axis=1)
+    return tuple(a[keep] for a in group)
 
 
 def seed_directions(clause: spec.Clause, dtype: str, per_item: list[tuple], mode: str, salt: int = 0) -> list[tuple]:

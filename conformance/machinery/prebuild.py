@@ -78,23 +78,19 @@ def requests(clauses: list[spec.Clause], dtypes: tuple[str, ...]) -> list:
 def derivative_requests(clauses: list[spec.Clause], dtypes: tuple[str, ...]) -> list:
     """Stage two: what ``checks.derivatives.reduction`` asks for at the deterministic groups
     (the same groups, filter, salts and directions)."""
-    from ffnspec.conformance.checks.derivatives import reference_args
+    from ffnspec.conformance.checks.derivatives import domain, reference_args
     from ffnspec.conformance.inputs import rows
-    from ffnspec.reference import tables
     from ffnspec.reference.tables import Request
     out: list = []
     for c in clauses:
         if c.kind != "reduction_derivative":
             continue
-        value = next((v.reference for v in spec.clauses() if v.kind == "reduction" and v.op == c.op), None)
         for dtype in dtypes:
             fmt = get_format(dtype)
             for salt, group in enumerate(rows.groups(c.extra["vectors"], fmt)):
-                if c.extra.get("finite_value") and value:
-                    keep = np.isfinite(tables.exact_items(value, group, fmt).cr).all(axis=1)
-                    group = tuple(a[keep] for a in group)
-                    if group[0].shape[0] == 0:
-                        continue
+                group = domain(c, group, fmt)
+                if group[0].shape[0] == 0:
+                    continue
                 for mode, ref in c.extra["modes"].items():
                     args = reference_args(c, dtype, group, mode, salt)
                     out.append(Request(ref["reference"], dtype, args, items=True))
