@@ -27,7 +27,8 @@ def _compute_wide(f: Callable) -> Callable:
         dtype = np.result_type(*floating)
         if dtype.name in _NARROW:
             args = [a if np.asarray(a).dtype.kind in "iu" else np.asarray(a, dtype=np.float32) for a in args]
-            return np.asarray(f(*args, **params)).astype(dtype)
+            with np.errstate(over="ignore"):  # beyond the format's range the rounding is +-inf
+                return np.asarray(f(*args, **params)).astype(dtype)
         return np.asarray(f(*args, **params))
     op.__name__ = f.__name__
     return op

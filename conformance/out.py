@@ -181,7 +181,8 @@ def logsumexp_bounds(clause, target, group):
     with np.errstate(over="ignore"):
         upper = m + np.log(n) + lim
     lower = m - target.fmt.min_normal if target.ftz else m  # flush-to-zero: a subnormal max may read as 0
-    err = np.where(y < lower, np.inf, np.where(y > upper, 1.0 + (y - upper) / np.maximum(lim, 1e-300), 0.0))
+    with np.errstate(invalid="ignore", over="ignore"):  # y = upper = inf: the branch not taken
+        err = np.where(y < lower, np.inf, np.where(y > upper, 1.0 + (y - upper) / np.maximum(lim, 1e-300), 0.0))
     err = np.where(np.isnan(y), np.inf, err)
     return Outcome((z,), err, y, m, "logsumexp below max z, or above max z + log n (+ its allowance)",
                    lambda i: row_value(target, "logsumexp", (z,), i))
@@ -355,7 +356,7 @@ def bce_prob_form(clause, target, group):
         lp = -np.log(a) * y + -np.log1p(-a) * (1 - y)
     lim_prob = 5 * u * np.abs(lp) + 2 * u + 4 * eta(target)       # the probability form's own error
     ua = ulp(a, np.zeros_like(a), fmt)                             # a = RN(sigma(z)): |a - sigma(z)| <= ulp(a) / 2
-    with np.errstate(divide="ignore"):                             # its effect on log a and on log(1 - a)
+    with np.errstate(divide="ignore", over="ignore"):              # its effect on log a and on log(1 - a)
         cond = 1.01 * ua * (y / (2 * a - ua) + (1 - y) / (2 * (1 - a) - ua))
     resid = lhs - rhs
     return Outcome((z, y), _ratio(resid, lb + lim_prob + cond), lhs, rhs,

@@ -1,7 +1,7 @@
 """The ``ffnspec`` command.
 
     ffnspec run --backend NAME [--dtype LIST] [--device LIST] [--clauses GLOBS]
-                [--report DIR] [--profile fast|ci|thorough] [--xfail-file PATH]
+                [--report DIR] [--profile ci|fast|thorough|strict] [--xfail-file PATH]
     ffnspec backends
     ffnspec clauses [GLOB ...] [--show ID]
     ffnspec docs [--out DIR] [--reports DIR ...]
@@ -241,7 +241,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--device", help="comma-separated devices [all available]")
     r.add_argument("--clauses", help="comma-separated globs on clause ids")
     r.add_argument("--report", default="ffnspec-report", help="report directory [ffnspec-report]")
-    r.add_argument("--profile", default="fast", help="fast, ci (derandomised), thorough or strict (ci, findings fail)")
+    r.add_argument("--profile", default="ci", help="ci (default: derandomised), fast (fresh random draws each run), thorough or strict (ci, findings fail)")
     r.add_argument("--xfail-file", action="append", help="declared-deviation TOML file (repeatable)")
     r.add_argument("--no-declared", action="store_true", help="ignore the adapter's own declared deviations")
     r.add_argument("--cache-dir", help="reference-table cache directory [~/.cache/ffnspec/reference]")

@@ -63,13 +63,35 @@ def locked(path: Path, *, blocking: bool = True) -> Iterator[bool]:
         os.close(fd)
 
 
+def _shuffled(a: np.ndarray) -> np.ndarray:
+    """The bytes of a numeric array grouped by position within the element (byte k of every
+    element, then byte k + 1, ...): exponents and high bytes repeat, so zlib packs them
+    ~1.4x denser (the shuffle filter of HDF5 and Blosc)."""
+    a = np.ascontiguousarray(a)
+    if a.dtype.itemsize == 1 or a.dtype.kind not in "fiu":
+        return a
+    return a.reshape(-1).view(np.uint8).reshape(-1, a.dtype.itemsize).T.copy()
+
+
+def _unshuffled(b: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    return np.ascontiguousarray(b.T).view(dtype).reshape(-1)
+
+
 def save(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write an .npz atomically (a unique temporary file, then rename over ``path``)."""
+    """Write an .npz atomically (a unique temporary file, then rename over ``path``); numeric
+    1-d arrays are stored byte-shuffled (``_shuffled``) under ``<name>.<dtype>``."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    packed = {}
+    for k, a in arrays.items():
+        a = np.asarray(a)
+        if a.ndim == 1 and a.dtype.itemsize > 1 and a.dtype.kind in "fiu":
+            packed[f"{k}.{a.dtype.str}"] = _shuffled(a)
+        else:
+            packed[k] = a
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+            np.savez_compressed(fh, **packed)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -84,8 +106,11 @@ def load(path: Path, meta: str) -> dict[str, np.ndarray] | None:
     missing, unreadable or for something else.  Refreshes its mtime (least recently used)."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            arrays = {}
+            for k in data.files:
+                name, _, dtype = k.partition(".")
+                arrays[name] = _unshuffled(data[k], np.dtype(dtype)) if dtype else data[k]
+    except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile):
         return None
     if str(arrays.get("meta", np.array(""))) != meta:
         return None
@@ -304,7 +329,7 @@ def _encode(parts: list[tuple], meta: str) -> dict[str, np.ndarray]:
     return {
         "meta": np.array(meta),
         "key_len": np.array([len(k) for k in keys], dtype=np.int32),
-        "keys": np.frombuffer(b"".join(keys), dtype=np.uint8),
+        "keys": _key_blob(keys),
         "count": np.asarray(counts, dtype=np.int32),
         "hi": np.asarray(hi, dtype=np.float64),
         "lo": np.asarray(lo, dtype=np.float64),
@@ -313,7 +338,20 @@ def _encode(parts: list[tuple], meta: str) -> dict[str, np.ndarray]:
     }
 
 
+def _key_blob(keys: list[bytes]) -> np.ndarray:
+    """The keys' bytes; keys of one width as a (width, n) array, byte k of every key in row k
+    (shuffled, as ``save`` does numbers: their float bytes then compress)."""
+    blob = np.frombuffer(b"".join(keys), dtype=np.uint8)
+    widths = {len(k) for k in keys}
+    if len(widths) == 1 and keys:
+        return blob.reshape(len(keys), -1).T.copy()
+    return blob
+
+
 def _keys(data: dict[str, np.ndarray]) -> list[bytes]:
+    if data["keys"].ndim == 2:
+        rows = np.ascontiguousarray(data["keys"].T)
+        return rows.view(np.dtype((np.void, rows.shape[1]))).ravel().tolist() if rows.size else []
     blob = data["keys"].tobytes()
     ends = np.cumsum(data["key_len"]).tolist()
     return [blob[a:b] for a, b in zip([0] + ends[:-1], ends)]

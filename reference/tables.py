@@ -415,15 +415,16 @@ def approximate_items(name: str, args: tuple[np.ndarray, ...]) -> np.ndarray:
 
 # --- structured problems: one evaluation per problem (nested arguments) --------------------
 
-_exploring = False
+_exploring: bool | None = None  # None: not exploring; else whether drawn values are kept
 
 
 @contextlib.contextmanager
-def exploring():
-    """Inside: values are computed for this process only, never written to disk (hypothesis
-    draws: a run's exploration must not grow the cache with every seed)."""
+def exploring(*, repeatable: bool = False):
+    """Inside: hypothesis draws.  Fresh random draws (``repeatable`` False) are computed for
+    this process only, never written to disk: a run's exploration must not grow the cache with
+    every seed.  Derandomised draws (the same every run) are kept like bulk inputs."""
     global _exploring
-    old, _exploring = _exploring, True
+    old, _exploring = _exploring, repeatable
     try:
         yield
     finally:
@@ -431,7 +432,7 @@ def exploring():
 
 
 def _persist(bulk: bool) -> bool:
-    return bulk and not _exploring
+    return bulk if _exploring is None else _exploring
 
 
 def _problem_bytes(a, out: list) -> None:
@@ -485,7 +486,7 @@ def _problems(f: Callable, problems: list[tuple], mode: str):
 
 def exact_problems(f: Callable, problems: list[tuple], fmt: Format) -> precision.Exact:
     """Exact values of reference f at each structured problem, (problems, k), rounded to fmt;
-    cached by the problems' bytes like points (persisted unless ``exploring``)."""
+    cached by the problems' bytes like points (not persisted while ``exploring`` random draws)."""
     hi, lo, sgn = _problems(f, problems, fmt.name)
     return precision.Exact(hi, lo, round_exact(hi, lo, sgn, fmt))
 

@@ -181,3 +181,41 @@ def test_two_processes_sharing_a_cache(tmp_path):
             assert (tables._store("act.silu", "points").find(keys, persist=False) >= 0).all()
     finally:
         tables.set_cache_dir(old)
+
+
+@pytest.mark.parametrize("widths", [(9,), (9, 17, 33)])
+def test_store_round_trips_shuffled_and_reads_the_unshuffled_layout(tmp_path, widths):
+    # The file stores numbers and fixed-width keys byte-shuffled; every key and value must come
+    # back bit for bit, and a file written before the shuffle still loads.  [cache layout]
+    rng = np.random.default_rng(0)
+    keys = [bytes(rng.integers(0, 256, widths[i % len(widths)], dtype=np.uint8)) for i in range(500)]
+    values = [((float(x), float(x) * 2.0 ** -60, int(np.sign(x))),) for x in rng.standard_normal(500)]
+    s = store.PointStore(tmp_path / "a.npz", "m")
+    s.add(keys, values, persist=True)
+    s.flush()
+    t = store.PointStore(tmp_path / "a.npz", "m")
+    ids = t.find(keys, persist=False)
+    assert (ids >= 0).all()
+    hi, lo, sgn = t.gather(ids)
+    assert hi[:, 0].tolist() == [v[0][0] for v in values] and lo[:, 0].tolist() == [v[0][1] for v in values]
+    assert sgn[:, 0].tolist() == [v[0][2] for v in values]
+    data = store.load(tmp_path / "a.npz", "m")
+    legacy = {k: v for k, v in data.items() if k != "keys"}
+    legacy["keys"] = np.frombuffer(b"".join(keys), dtype=np.uint8)
+    np.savez_compressed(tmp_path / "b.npz", **legacy)  # the layout of earlier versions
+    u = store.PointStore(tmp_path / "b.npz", "m")
+    assert (u.find(keys, persist=False) == np.arange(500)).all()
+
+
+def test_random_draws_stay_in_the_process_and_derandomised_ones_are_kept(cache):
+    # fresh random draws must not grow the cache with seeds; derandomised draws repeat every run,
+    # so keeping them is what makes a warm run cheap.  [cache layout]
+    z = round_array(np.linspace(-3, 3, 4099), F32)
+    with tables.exploring():
+        tables.exact("act.tanh", (z,), F32)
+    tables.flush()
+    assert not _npz(cache)
+    with tables.exploring(repeatable=True):
+        tables.exact("act.tanh", (z[:5] + 0.5,), F32)
+    tables.flush()
+    assert len(_npz(cache)) == 1

@@ -67,5 +67,5 @@ def run_drawn(clause: spec.Clause, target: Target, record: Record, settings) -> 
     def explore(problem):
         check(clause, target, record, problem)
 
-    with tables.exploring():  # drawn problems are this run's own: the cache does not grow with seeds
+    with tables.exploring(repeatable=settings.derandomize):  # random draws: not cached (seeds do not grow it)
         explore()

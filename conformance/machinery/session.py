@@ -76,7 +76,7 @@ class Case:
             check(self.clause, self.target, self.record, z, **kw)
 
         from ffnspec.reference import tables
-        with tables.exploring():  # drawn values are this run's own: the cache does not grow with seeds
+        with tables.exploring(repeatable=self.settings.derandomize):  # random draws: not cached (seeds do not grow it)
             explore()
 
 
@@ -145,7 +145,7 @@ def explore_groups(case: Case, check: Callable, **kw) -> None:
         check(case.clause, case.target, case.record, group, **kw)
 
     from ffnspec.reference import tables
-    with tables.exploring():  # drawn groups are this run's own: the cache does not grow with seeds
+    with tables.exploring(repeatable=case.settings.derandomize):  # random draws: not cached (seeds do not grow it)
         explore()
 
 
