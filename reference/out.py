@@ -637,6 +637,14 @@ def bce_grad_scale(ctx, z, y, c):
     return abs(c) * (s + y * sm + (1 - y) * s)
 
 
+def bce_grad_accuracy_scale(ctx, z, y, c):
+    """S_acc of out.bce.grad: 0 for a hard label (one term of (1-y) sigma(z) - y sigma(-z)
+    vanishes: relative), else |c| ((1-y) sigma(z) + y sigma(-z)), the difference's terms."""
+    if y == 0 or y == 1:
+        return ctx.zero
+    return abs(c) * ((1 - y) * sigmoid(ctx, z) + y * sigmoid(ctx, -z))
+
+
 def mse_jvp_scale(ctx, yh, y, t):
     """sum_i 2 |yh_i - y_i| |t_i| / m: the magnitudes of the summed terms."""
     return ctx.fsum(2 * abs(a - b) * abs(s) for a, b, s in zip(yh, y, t)) / len(yh)

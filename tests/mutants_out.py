@@ -468,3 +468,23 @@ class LogSoftmaxLogOfSum(OutMutant):
     replace = {"log_softmax": _log_softmax_log_of_sum,
                "cross_entropy": lambda z, y: -_take(_log_softmax_log_of_sum(z), np.asarray(y).astype(np.int64))}
 
+
+
+def _torch_bce(z, y):
+    """(1 - y) z - log sigma(z) with the special values patched as torch does (finite at z = +-inf)."""
+    with np.errstate(invalid="ignore"):
+        j = (1 - y) * np.where(np.isfinite(z), z, 0) + _softplus(-z)
+    j = np.where(np.isinf(z), np.where((z > 0) == (y == 1), 0.0, np.inf), j)
+    return j.astype(np.result_type(z, y))
+
+
+class BCETorchForm(OutMutant):
+    defect = "(1-y) z - log sigma(z): zeta(z) lost as z - z = 0 (y = 0, z < -15 in float32)"
+    finds = ("out.bce",)
+    replace = {"bce": _torch_bce}
+
+
+class BCEGradDifference(OutMutant):
+    defect = "sigma(z) - y: for y = 1, z > 17.3 sigma rounds to 1 and -sigma(-z) is returned as 0"
+    finds = ("out.bce.grad",)
+    partials = {"bce": lambda xp, ops, ans, z, y: (ops.sigmoid(z) - y, -z)}

@@ -81,6 +81,7 @@ def test_clauses_matching_nothing(pytester):
     ('[[deviation]]\nclause = "act.sigmoid"\nreason = "r"\ndtype = 32\n', "'dtype' must be a string or a list"),
     ('[[deviation]]\nclause = "act.sigmoid"\nreason = "r"\nceiling = -1\n', "'ceiling' must be a non-negative"),
     ('[[deviation]]\nclause = "act.sigmoid"\nreason = "r"\nregion = [[1, 0]]\n', "'region' must be a list"),
+    ('[[deviation]]\nclause = "act.sigmoid"\nreason = "r"\nwhere = "subnormal"\n', "'where' must be one of ['nonfinite']"),
 ])
 def test_malformed_xfail_file(pytester, text, says):
     # A deviation file that is silently misread would hide a failure.  [act.sigmoid]
@@ -148,6 +149,7 @@ def test_declared_deviation_turns_failure_into_deviation(pytester):
     ("region = [[-104.0, -87.0]]\nceiling = 8.4e6\n", "deviation"),  # the subnormal tail, 2^23 ULP at most
     ("region = [[-95.0, -87.0]]\n", "fail"),                          # part of the tail is outside
     ("ceiling = 1e3\n", "fail"),                                      # errors reach 2^21 ULP
+    ('where = "nonfinite"\n', "fail"),                                # the violations are at finite z
 ])
 def test_scoped_deviation_excuses_only_its_scope(pytester, scope, verdict):
     # A new defect in an already-declared record must not pass as the old deviation.  [act.sigmoid]
@@ -172,6 +174,16 @@ def test_scoped_deviation_of_a_one_check_record(pytester, region, verdict):
     (rec,) = report["records"]
     assert rec["verdict"] == verdict, (rec["verdict"], rec["message"])
     assert (ret == pytest.ExitCode.OK) == (verdict == "deviation"), out
+
+
+@pytest.mark.parametrize("mutant, verdict", [("BCENaNAtInfinity", "deviation"), ("BCEProbabilityForm", "fail")])
+def test_deviation_scoped_to_nonfinite_inputs(pytester, mutant, verdict):
+    # where = "nonfinite" excuses the special-value table's infinities only; a defect at finite
+    # inputs in the same record fails.  [out.bce]
+    ret, report, out = run_suite(pytester, f"tests.mutants_out:{mutant}", ("float32",), ("out.bce",), xfail_file(
+        pytester, '[[deviation]]\nclause = "out.bce"\nreason = "0 * inf"\nwhere = "nonfinite"\n'), cache=False)
+    (rec,) = report["records"]
+    assert rec["verdict"] == verdict, (rec["verdict"], rec["message"])
 
 
 def test_deviation_scoped_to_one_mode(pytester):
@@ -363,3 +375,16 @@ def test_reproducer_names_the_library_function():
     assert library_name(np.tanh) == "numpy.tanh"
     assert library_name(scipy.special.expit, near=type("A", (), {"__module__": "scipy.special"})())
     assert library_name(lambda z: z) is None
+
+
+def test_findings_survive_the_merge_with_a_failing_check():
+    # A record's value check found accuracy losses while its special-value check failed: the
+    # merged record must keep both, or a deviation would hide the finding.  [out.bce]
+    from ffnspec.conformance.machinery.records import Record
+    from ffnspec.conformance.machinery.report import merged
+    common = dict(clause="out.bce", backend="b", dtype="float32", device="cpu", mode=None)
+    value = Record(**common, verdict="pass", examples=100, findings=7, accuracy_error=1e7, finding="lost tail")
+    special = Record(**common, verdict="deviation", examples=8, violations=1, findings=0)
+    (m,) = merged([value, special])
+    assert (m.verdict, m.examples, m.violations, m.findings, m.accuracy_error, m.finding) == (
+        "deviation", 108, 1, 7, 1e7, "lost tail")

@@ -75,12 +75,19 @@ def accuracy_error(clause: spec.Clause, target: Target, z: np.ndarray, got: np.n
 
 
 def accuracy_error_items(clause: spec.Clause, target: Target, args: tuple[np.ndarray, ...], got: np.ndarray,
-                         ex: precision.Exact) -> np.ndarray:
-    """The error of each component of a reduction in units of its accuracy criterion
-    |g - t| <= k u (|t| + S_acc) + eta, S_acc from the reference; a non-finite exact value must
-    be met exactly, an exact value beyond the range by its rounding, inf."""
-    s_acc = tables.approximate_items(clause.tolerance.accuracy_scale, args)
-    err = _mixed_units(target, got, ex, s_acc, two_eta(target))
+                         ex: precision.Exact, *, underflow: str | None = None) -> np.ndarray:
+    """The error of each component of a reduction (or of its derivative) in units of its accuracy
+    criterion: ULPs of the exact value without an ``accuracy_scale``, else k of
+    |g - t| <= k u (|t| + S_acc) + eta (1 + c), S_acc (and the underflow factor c) from the
+    reference; a non-finite exact value must be met exactly, an exact value beyond the range by
+    its rounding, inf."""
+    scale = clause.tolerance.accuracy_scale
+    if scale is None:
+        err = ulp_error(got, ex.hi, ex.lo, target.fmt)
+    else:
+        s_acc = tables.approximate_items(scale, args)
+        floor = two_eta(target) * (1 + (tables.approximate_items(underflow, args) if underflow else 0.0))
+        err = _mixed_units(target, got, ex, s_acc, floor)
     err = np.where(np.isfinite(ex.hi), err, np.where(got == ex.hi, 0.0, np.inf))
     err = np.where(np.isinf(ex.cr) & (got == ex.cr), 0.0, err)
     return _accuracy_conventions(target, got, ex, err)

@@ -89,8 +89,9 @@ class Record:
             v = d[k]
             if v is not None and not np.isfinite(v):
                 d[k] = str(v)
-        if d["worst_input"] is not None:
-            d["worst_input"] = [v if np.isfinite(v) else str(v) for v in d["worst_input"]]
+        for k in ("worst_input", "unexcused_worst"):
+            if d[k] is not None:
+                d[k] = [v if np.isfinite(v) else str(v) for v in d[k]]
         if d["curve"] is not None:
             d["curve"] = {k: [_short(v) for v in vs] for k, vs in d["curve"].items()}
         return d
@@ -258,6 +259,8 @@ def observe_items(record: Record, group: tuple[np.ndarray, ...], err: np.ndarray
     if err.size == 0:
         return 0, 0
     record.examples += int(err.size)
+    if record.scope is not None and record.scope.scoped:  # per item: its worst component
+        record._check_scope(list(group), np.max(np.where(np.isnan(err), np.inf, err), axis=1))
     i, j = np.unravel_index(int(np.argmax(err)), err.shape)
     if err[i, j] >= record.max_error or record.worst_input is None:
         record.max_error = float(err[i, j])

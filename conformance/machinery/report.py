@@ -32,7 +32,11 @@ def merged(records) -> list:
             continue
         worst, other = (r, a) if RANK.index(r.verdict) > RANK.index(a.verdict) else (a, r)
         m = dataclasses.replace(worst, examples=a.examples + r.examples, violations=a.violations + r.violations,
-                                notes=a.notes + r.notes)
+                                findings=a.findings + r.findings, notes=a.notes + r.notes,
+                                accuracy_error=max((e for e in (a.accuracy_error, r.accuracy_error) if e is not None),
+                                                   default=None))
+        if other.findings and (not worst.findings or (other.accuracy_error or 0) > (worst.accuracy_error or 0)):
+            m.finding = other.finding  # the worst finding, whichever check saw it
         for f in dataclasses.fields(m):
             if getattr(m, f.name) is None:
                 setattr(m, f.name, getattr(other, f.name))

@@ -12,8 +12,9 @@ TOML, one ``[[deviation]]`` table per entry:
     reproducer = "torch.nn.functional.softplus(torch.tensor([20.5], dtype=torch.float64))"
     ceiling = 6.2e5                  # optional: the largest error (criterion units) excused
     region = [[20.0, 1e300]]         # optional: [min, max] per argument of the op's input
+    where = "nonfinite"              # optional predicate: only items with an inf or NaN input
 
-A scoped entry (ceiling, region or both) excuses only the violations inside its scope:
+A scoped entry (ceiling, region, where, or several) excuses only the violations inside its scope:
 one above the ceiling or outside the region fails the check as usual, so a new defect in
 an already-declared record is never reported as the old deviation.  A malformed file is a
 usage error naming the file and entry; an entry that matches no collected check draws a
@@ -26,7 +27,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-_KEYS = {"clause", "backend", "dtype", "device", "mode", "reason", "reproducer", "ceiling", "region"}
+_KEYS = {"clause", "backend", "dtype", "device", "mode", "reason", "reproducer", "ceiling", "region", "where"}
+WHERE = {"nonfinite": "an input entry is infinite or NaN"}  # the predicates ``where`` may name
 
 
 class XfailFileError(ValueError):
@@ -45,11 +47,12 @@ class Deviation:
     reproducer: str | None = None
     ceiling: float | None = None                          # largest excused error, criterion units
     region: tuple[tuple[float, float] | None, ...] | None = None  # per argument: [min, max] or any
+    where: str | None = None                              # a predicate of WHERE
     matched: int = 0
 
     @property
     def scoped(self) -> bool:
-        return self.ceiling is not None or self.region is not None
+        return self.ceiling is not None or self.region is not None or self.where is not None
 
     def covers(self, inputs: list, error) -> "np.ndarray":
         """Which measured inputs lie inside this entry's scope: error (criterion units) at most
@@ -66,12 +69,21 @@ class Deviation:
                 continue
             a = a.reshape(error.size, -1)
             inside &= np.all((a >= bounds[0]) & (a <= bounds[1]), axis=1)
+        if self.where == "nonfinite":
+            some = np.zeros(error.shape, dtype=bool)
+            for arg in inputs:
+                a = np.asarray(arg, dtype=np.float64)
+                if a.size and a.size % max(error.size, 1) == 0:
+                    some |= ~np.all(np.isfinite(a.reshape(error.size, -1)), axis=1)
+            inside &= some
         return inside
 
     def scope_text(self) -> str:
         parts = [f"error <= {self.ceiling:g}"] if self.ceiling is not None else []
         if self.region is not None:
             parts += [f"argument {i} in [{b[0]:g}, {b[1]:g}]" for i, b in enumerate(self.region) if b is not None]
+        if self.where is not None:
+            parts.append(WHERE[self.where])
         return " and ".join(parts) or "everywhere"
 
     def matches(self, *, clause: str, backend: str, dtype: str, device: str, mode: str | None) -> bool:
@@ -123,10 +135,13 @@ def parse(text: str, source: str) -> list[Deviation]:
             if not ok:
                 raise XfailFileError(f"{where}: 'region' must be a list with one [min, max] (or []) per argument")
             region = tuple(tuple(float(x) for x in b) if b else None for b in region)
+        pred = raw.get("where")
+        if pred is not None and pred not in WHERE:
+            raise XfailFileError(f"{where}: 'where' must be one of {sorted(WHERE)}, not {pred!r}")
         out.append(Deviation(clause=raw["clause"], reason=raw["reason"].strip(), source=source,
                              backend=raw.get("backend"), dtype=dtype, device=raw.get("device"),
                              mode=raw.get("mode"), reproducer=raw.get("reproducer"),
-                             ceiling=None if ceiling is None else float(ceiling), region=region))
+                             ceiling=None if ceiling is None else float(ceiling), region=region, where=pred))
     return out
 
 
