@@ -97,12 +97,14 @@ def _allowance(n: Node, f: list[float]) -> tuple[float, float]:
         return (len(n.args) - 1) * sum(abs(f[a.id]) for a in n.args), 0.0
     if op in ("dsigmoid", "ddsigmoid", "dtanh", "ddtanh"):
         z = f[n.args[0].id]
-        # also computed from the stored forward output y (sigma or tanh, LIBM allowance):
-        # the error of y times |d(derivative)/dy|
+        # also computed from a stored or recomputed output y (sigma(z) or its complement
+        # sigma(-z) = 1 - y, e.g. torch's log_sigmoid double backward (s - 1) s with s = sigma(z);
+        # tanh(z)), LIBM allowance: the error of y times |d(derivative)/dy| (symmetric in y <-> 1 - y)
         y = _fsig(z) if op in ("dsigmoid", "ddsigmoid") else math.tanh(z)
         dy = {"dsigmoid": abs(1 - 2 * y), "ddsigmoid": abs(1 - 6 * y + 6 * y * y),
               "dtanh": abs(2 * y), "ddtanh": abs(6 * y * y - 2)}[op]
-        return DERIV * v + dy * LIBM * abs(y), DERIV + dy * LIBM
+        stored = max(y, 1 - y) if op in ("dsigmoid", "ddsigmoid") else abs(y)
+        return DERIV * v + dy * LIBM * stored, DERIV + dy * LIBM
     return LIBM * v, LIBM                  # exp, log, log1p, sin, cos, tanh, sigmoid, softplus, log_sigmoid
 
 
