@@ -312,15 +312,32 @@ def _count(z, axis) -> int:
     return z.size if axis is None else z.shape[axis]
 
 
+def _matmul_jvp(xp, ops, ans, ts, a, b):
+    """t_a b + a t_b, a term only where its operand carries a tangent (a constant forms none)."""
+    terms = [t @ b for t in ts[:1] if t is not None] + [a @ t for t in ts[1:] if t is not None]
+    return sum(terms[1:], terms[0])
+
+
 RULES.update({
-    "matmul": (lambda xp, ops, ans, g, a, b: (g @ _mT(xp, b), _mT(xp, a) @ g),
-               lambda xp, ops, ans, ts, a, b: _zt(xp, ts[0], a) @ b + a @ _zt(xp, ts[1], b)),
+    # matmul's cotangents are thunks: the engine forms one only where its operand is traced, so a
+    # constant factor of a Jacobian chain (bp.bracketing) costs nothing in reverse mode
+    "matmul": (lambda xp, ops, ans, g, a, b: (lambda: g @ _mT(xp, b), lambda: _mT(xp, a) @ g),
+               _matmul_jvp),
     "sum":    (lambda xp, ops, ans, g, z, axis=None: (_expand(xp, g, z, axis),),
                lambda xp, ops, ans, ts, z, axis=None: xp.sum(ts[0], axis=axis)),
     "mean":   (lambda xp, ops, ans, g, z, axis=None: (_expand(xp, g, z, axis) / _count(z, axis),),
                lambda xp, ops, ans, ts, z, axis=None: xp.mean(ts[0], axis=axis)),
 })
 PARAMETRISED = {"sum", "mean"}  # RULES whose rules take the op's keyword parameters
+
+# Scalar multiply-adds of one derivative application (bp.bracketing), counted by the sweeps when
+# their ``stats`` ask for "madds": an elementwise partial applied to a cotangent or a tangent costs
+# one per entry of the product it forms; a RULES primitive has one line (vjp, jvp), given the
+# node's output, the argument values, the argument's position i and the array formed for it.
+MADDS: dict[str, tuple[Callable, Callable]] = {
+    "matmul": (lambda ans, vals, i, c: c.size * (vals[1].shape[-1] if i == 0 else vals[0].shape[-2]),
+               lambda ans, vals, i, c: ans.size * vals[0].shape[-1]),
+}
 
 
 def define(name: str, vjp_rule: Callable, jvp_rule: Callable, hvp_rule: Callable | None = None) -> None:
@@ -432,7 +449,7 @@ def hvp(xp, ops: OpTable, fn: Callable, primals: Sequence[Any], tangents: Sequen
                 for parent, c, cd in zip(nodes, cs, cds):
                     if parent is not None and c is not None:
                         dt = parent.value.dtype
-                        _accumulate(xp, grad, parent, _astype(xp, xp.asarray(c), dt))
+                        _accumulate(xp, grad, parent, _astype(xp, xp.asarray(_formed(c)), dt))
                         _accumulate(xp, gdot, parent, _astype(xp, xp.asarray(cd), dt))
                 continue
             name = node.name
@@ -530,16 +547,19 @@ def vjp(xp, ops: OpTable, fn: Callable, primals: Sequence[Any], cotangent: Any,
                 continue
             if node.rule is not None:  # a RULES primitive: its vjp gives one cotangent per argument
                 name, vals, nodes, params = node.rule
-                for parent, c in zip(nodes, _apply_rule(xp, ops, RULES[name][0], node.value, g, vals, params)):
+                cs = _apply_rule(xp, ops, RULES[name][0], node.value, g, vals, params)
+                for i, (parent, c) in enumerate(zip(nodes, cs)):
                     if parent is not None and c is not None:
-                        c = _astype(xp, xp.asarray(c), parent.value.dtype)
+                        c = _astype(xp, xp.asarray(_formed(c)), parent.value.dtype)
                         _accumulate(xp, grad, parent, c)
                         _tally(stats, "applications")
+                        _charge(stats, name, 0, node.value, vals, i, c)
                 continue
             for parent, partial in node.parents:
                 contribution = _astype(xp, g * partial, g.dtype) if hasattr(g, "dtype") else g * partial
                 _accumulate(xp, grad, parent, contribution)
                 _tally(stats, "applications")
+                _charge(stats, None, 0, node.value, (), 0, contribution)
     zeros = [xp.zeros_like(p) for p in primals]
     return out.value, tuple(grad.get(id(n), z) for n, z in zip(inputs, zeros))
 
@@ -549,16 +569,37 @@ def _tally(stats: dict | None, key: str) -> None:
         stats[key] = stats.get(key, 0) + 1
 
 
-def jvp(xp, ops: OpTable, fn: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, Any]:
-    """Forward mode: (fn(ops, *primals), sum_i partial_i * tangent_i propagated)."""
+def _formed(c):
+    """A contribution a rule returned as a thunk (formed only where it is needed), formed."""
+    return c() if callable(c) else c
+
+
+def _charge(stats: dict | None, name: str | None, which: int, ans, vals, i: int, formed) -> None:
+    """Add the multiply-adds of one derivative application to ``stats["madds"]`` where counted:
+    an elementwise partial (name None) one per entry formed, a RULES primitive its MADDS line
+    (``which``: 0 reverse, 1 forward); a primitive without one cannot be counted."""
+    if stats is None or "madds" not in stats:
+        return
+    if name is None:
+        stats["madds"] += int(getattr(formed, "size", 1))
+    elif name in MADDS:
+        stats["madds"] += int(MADDS[name][which](ans, vals, i, formed))
+    else:
+        raise NotImplementedError(f"the engine counts no multiply-adds for {name!r}")
+
+
+def jvp(xp, ops: OpTable, fn: Callable, primals: Sequence[Any], tangents: Sequence[Any],
+        stats: dict | None = None) -> tuple[Any, Any]:
+    """Forward mode: (fn(ops, *primals), sum_i partial_i * tangent_i propagated); ``stats`` as vjp's."""
     tape: list[_Node] = []
     inputs = [_Node(p, []) for p in primals]
     out = fn(_traced_ops(xp, ops, tape), *inputs)
-    tangent = _tangents(xp, ops, tape, inputs, tangents)
+    tangent = _tangents(xp, ops, tape, inputs, tangents, stats)
     return out.value, tangent.get(id(out), xp.zeros_like(out.value))
 
 
-def _tangents(xp, ops: OpTable, tape: list, inputs: list, tangents: Sequence[Any]) -> dict:
+def _tangents(xp, ops: OpTable, tape: list, inputs: list, tangents: Sequence[Any],
+              stats: dict | None = None) -> dict:
     """Forward mode over a recorded tape: every node's tangent by id (zero tangents stay absent)."""
     tangent = {id(n): t for n, t in zip(inputs, tangents)}
     with _quiet(xp):
@@ -569,14 +610,40 @@ def _tangents(xp, ops: OpTable, tape: list, inputs: list, tangents: Sequence[Any
                 if any(t is not None for t in ts):
                     t = _apply_rule(xp, ops, RULES[name][1], node.value, ts, vals, params)
                     tangent[id(node)] = _astype(xp, xp.asarray(t), node.value.dtype)
+                    for i in (i for i, t in enumerate(ts) if t is not None):
+                        _charge(stats, name, 1, node.value, vals, i, t)
                 continue
             acc = None
             for parent, partial in node.parents:
                 if id(parent) in tangent:
-                    acc = _plus(acc, tangent[id(parent)] * partial)
+                    term = tangent[id(parent)] * partial
+                    acc = _plus(acc, term)
+                    _charge(stats, None, 1, node.value, (), 0, term)
             if acc is not None:
                 tangent[id(node)] = _astype(xp, acc, node.value.dtype) if hasattr(acc, "dtype") else acc
     return tangent
+
+
+def count_jacobian(xp, ops: OpTable, fn: Callable, primals: Sequence[Any], mode: str) -> dict[str, int]:
+    """The cost of the full Jacobian of fn(ops, x, *constants) with respect to x = primals[0] (the
+    other primals held constant: never traced), of shape (m, n) for m outputs and n inputs:
+    mode "vjp" runs one reverse sweep per output (unit cotangents), "jvp" one forward sweep per
+    input (unit tangents).  Returns ``sweeps`` and ``madds``, the scalar multiply-adds of the
+    derivative applications of all sweeps (MADDS; the forward evaluation is not counted)."""
+    x, rest = primals[0], list(primals[1:])
+
+    def f(o, v):
+        return fn(o, v, *rest)
+    like = fn(ops, *primals) if mode == "vjp" else x
+    stats: dict[str, int] = {"madds": 0, "sweeps": 0}
+    for k in range(int(np.prod(np.shape(like)))):
+        unit = _reshape(xp, _astype(xp, xp.arange(int(np.prod(np.shape(like)))) == k, like.dtype), like.shape)
+        if mode == "vjp":
+            vjp(xp, ops, f, [x], unit, stats=stats)
+        else:
+            jvp(xp, ops, f, [x], [unit], stats=stats)
+        stats["sweeps"] += 1
+    return {"sweeps": stats["sweeps"], "madds": stats["madds"]}
 
 
 def supported(ops: Mapping[str, Callable]) -> set[str]:

@@ -335,6 +335,12 @@ class NumpyArrays:
         backprop.vjp(np, self.ops, fn, primals, cotangent, stats=stats)
         return stats
 
+    def count_jacobian(self, fn: Callable, primals: Sequence[Any], mode: str) -> dict[str, int]:
+        """The engine's own counts for the full Jacobian of ``fn`` with respect to ``primals[0]``
+        (the rest held constant) by ``mode``: ``sweeps`` (one reverse sweep per output for "vjp",
+        one forward sweep per input for "jvp") and ``madds`` (scalar multiply-adds of the sweeps)."""
+        return backprop.count_jacobian(np, self.ops, fn, primals, mode)
+
     def hvp(self, fn: Callable, primals: Sequence[Any], tangents: Sequence[Any]):
         """Hessian-vector product of a scalar program: forward mode over the engine's reverse mode."""
         return backprop.hvp(np, self.ops, fn, primals, tangents)

@@ -539,6 +539,123 @@ def memoisation(clause, target, record, z):
                  want=np.array([float(e)]))
 
 
+# ------------------------------------------------------------- bracketing ----
+# The Jacobian of x -> A_L (... (A_1 x)) (x a column of n = d_0 entries, A_i of shape d_i x d_{i-1},
+# m = d_L outputs) is the chain J = A_L ... A_1 (§6.5.9).  m reverse sweeps with unit cotangents
+# form its rows, I_m A_L ... A_1 evaluated from the output side; n forward sweeps with unit
+# tangents its columns, A_L ... A_1 I_n from the input side.  Costs: reference bp.chain_cost.
+@dataclass(frozen=True)
+class ChainProgram:
+    """fn(ops, x, A_1, ..., A_L) = A_L @ (... @ (A_1 @ x)): a Jacobian chain of L factors."""
+    depth: int
+
+    def __call__(self, ops, x, *mats):
+        for A in mats:
+            x = ops.matmul(A, x)
+        return x
+
+    def source(self) -> list[str]:
+        names = ", ".join(f"A{i + 1}" for i in range(self.depth))
+        return [f"def program(ops, x, {names}):", "    v = x",
+                *(f"    v = ops.matmul(A{i + 1}, v)" for i in range(self.depth)), "    return v"]
+
+
+def chain_problems(target: Target):
+    """Random chains: L = 1-4 factors, dimensions d_0..d_L in 1-6, entries of the factors in
+    {-1, 0, 1} (so every entry of J and of the sweeps' partial products is an integer of
+    magnitude <= 6^3 = 216, exact in every format), x multiples of 1/8 in [-2, 2]."""
+    from hypothesis import strategies as st
+
+    @st.composite
+    def problems(draw):
+        dims = draw(st.lists(st.integers(1, 6), min_size=2, max_size=5))
+        mats = [np.array(draw(st.lists(st.sampled_from((-1.0, 0.0, 1.0)), min_size=dims[i + 1] * dims[i],
+                                       max_size=dims[i + 1] * dims[i]))).reshape(dims[i + 1], dims[i])
+                for i in range(len(dims) - 1)]
+        x = np.array(draw(st.lists(st.sampled_from(VALUES), min_size=dims[0], max_size=dims[0]))).reshape(dims[0], 1)
+        return tuple(dims), mats, x
+    return problems()
+
+
+def _unit(k: int, shape) -> np.ndarray:
+    e = np.zeros(int(np.prod(shape)))
+    e[k] = 1.0
+    return e.reshape(shape)
+
+
+def _jacobian(target: Target, prog: ChainProgram, primals: list[np.ndarray], mode: str, m: int, n: int):
+    """The backend's Jacobian with respect to x by its own mode: m vjp rows or n jvp columns."""
+    def sweep(seed):
+        return target.gradient(prog, primals, seed, mode=mode, shape=(m, 1), uses=["matmul"])[1]
+    if mode == "vjp":
+        return np.stack([np.ravel(sweep(_unit(k, (m, 1)))[0]) for k in range(m)])
+    zeros = [np.zeros_like(a) for a in primals[1:]]
+    return np.stack([np.ravel(sweep([_unit(j, (n, 1)), *zeros])) for j in range(n)], axis=1)
+
+
+def _tally_note(record, prefix: str, key: str) -> None:
+    """Count ``key`` in the record's note "prefix: key n, ..." (outcomes over drawn problems)."""
+    old = next((t for t in record.notes if t.startswith(prefix)), None)
+    counts = dict(item.rsplit(" ", 1) for item in old.removeprefix(prefix).split(", ")) if old else {}
+    counts[key] = str(int(counts.get(key, 0)) + 1)
+    record.notes = [t for t in record.notes if not t.startswith(prefix)] + [
+        prefix + ", ".join(f"{k} {v}" for k, v in counts.items())]
+
+
+@register_strategy("bracketing")
+def _bracketing_strategy(target: Target):
+    return chain_problems(target)
+
+
+@register("bracketing")
+def bracketing(clause, target, record, problem):
+    dims, mats, x = problem
+    n, m = dims[0], dims[-1]
+    prog, primals = ChainProgram(len(mats)), [x, *mats]
+    exact_j = np.array(ref.chain_jacobian(precision.context(53), *mats), dtype=np.float64)
+    assert np.all(np.abs(exact_j) <= 256) and np.all(exact_j == np.round(exact_j))  # exact in every format
+    arrays = {"x": x, **{f"A{i + 1}": a for i, a in enumerate(mats)}}
+    names = f"[{', '.join(arrays)}]"
+    for mode in ("vjp", "jvp"):  # the Jacobian itself, by the backend's own mode: exact integers
+        got = _jacobian(target, prog, primals, mode, m, n)
+        bad = ~(got == exact_j)
+        unit = f"b.asarray(e, {target.dtype!r}, {target.device!r})"
+        call = f"[b.to_numpy(b.vjp(program, {names}, {unit})[1][0]).ravel().tolist() " \
+               f"for e in np.eye({m}).reshape({m}, {m}, 1)]" if mode == "vjp" else \
+               f"[b.to_numpy(b.jvp(program, {names}, [{unit}] + [0 * a for a in {names}[1:]])[1]).ravel().tolist() " \
+               f"for e in np.eye({n}).reshape({n}, {n}, 1)]"
+        conclude(record, clause, target, bad, np.where(bad, np.inf, 0.0),
+                 what=f"the Jacobian of a {len(mats)}-factor chain {list(dims)} by {mode} sweeps is not the "
+                      "exact product",
+                 criterion="exact: the chain's Jacobian A_L ... A_1 (integers <= 256 in magnitude)",
+                 reproducer=lambda i, call=call: named(target, arrays, call, prelude=tuple(prog.source())),
+                 inputs=[np.arange(got.size, dtype=float)], got=np.ravel(got), want=np.ravel(exact_j))
+    rev = target.count_jacobian(prog, primals, mode="vjp", uses=["matmul"])
+    fwd = target.count_jacobian(prog, primals, mode="jvp", uses=["matmul"])
+    chain = list(dims[::-1])  # d_L, ..., d_0: the factors A_L, ..., A_1 of J
+    want = (m, ref.chain_cost([m] + chain, "left"), n, ref.chain_cost(chain + [n], "right"))
+    got = (rev["sweeps"], rev["madds"], fwd["sweeps"], fwd["madds"])
+    order = np.sign(got[1] - got[3]) == np.sign(m - n)  # reverse cheaper iff fewer outputs than inputs
+    bad = np.array([g != w for g, w in zip(got, want)] + [not order])
+    _tally_note(record, "cheaper: ", ("reverse", "equal", "forward")[int(np.sign(got[1] - got[3])) + 1])
+    record.notes = [t for t in record.notes if not t.startswith("counts: ")] + [
+        f"counts: last chain {list(dims)}: reverse {got[0]} sweeps, {got[1]} multiply-adds; forward {got[2]} "
+        f"sweeps, {got[3]} multiply-adds"]
+
+    def rep(i):
+        return named(target, arrays, f"[b.count_jacobian(program, {names}, 'vjp'), "
+                                     f"b.count_jacobian(program, {names}, 'jvp')]", prelude=tuple(prog.source()))
+    conclude(record, clause, target, bad, np.where(bad, np.inf, 0.0),
+             what=f"the operation counts of the Jacobian of the chain {list(dims)} (m = {m} outputs, n = {n} inputs) "
+                  f"are not those of its bracketing: (reverse sweeps, madds, forward sweeps, madds) = {got}, "
+                  f"predicted {want}" + ("" if order else "; the cheaper mode is not the predicted one"),
+             criterion="exact: reverse m sweeps, m sum_i d_i d_(i-1) multiply-adds; forward n sweeps, "
+                       "n sum_i d_i d_(i-1); reverse cheaper iff m < n",
+             reproducer=rep, inputs=[np.array([float(m), float(m), float(n), float(n), float(m - n)])],
+             got=np.array([*map(float, got), float(np.sign(got[1] - got[3]))]),
+             want=np.array([*map(float, want), float(np.sign(m - n))]))
+
+
 # ------------------------------------------------------- exact routing checks ----
 def _exact_products(a: np.ndarray, b: np.ndarray, fmt: Format) -> np.ndarray:
     """RN_fmt(a b) entry by entry (the reference's product, rounded once)."""

@@ -511,3 +511,26 @@ def sigmoid_chain_grad(ctx, x, depth):
         p = p * _sig(ctx, a) * _sig(ctx, -a)
         a = _sig(ctx, a)
     return p
+
+
+# ---- operation counts (bp.bracketing) ------------------------------------------------------
+def chain_cost(dims, order: str) -> int:
+    """Scalar multiply-adds of the matrix chain M_1 M_2 ... M_k, M_j of shape dims[j-1] x dims[j],
+    evaluated by matrix products from the left, ((M_1 M_2) M_3) ... (order "left"), or from the
+    right, M_1 (... (M_{k-1} M_k)) ("right"): sum_j dims[0] dims[j-1] dims[j] over j = 2..k, or
+    sum_j dims[j-1] dims[j] dims[k] over j = 1..k-1 (a p x q times q x r product costs p q r)."""
+    d = [int(v) for v in dims]
+    k = len(d) - 1
+    if order == "left":
+        return sum(d[0] * d[j - 1] * d[j] for j in range(2, k + 1))
+    if order == "right":
+        return sum(d[j - 1] * d[j] * d[k] for j in range(1, k))
+    raise ValueError(f"order {order!r}: 'left' or 'right'")
+
+
+def chain_jacobian(ctx, *mats):
+    """The exact Jacobian A_L ... A_1 of x -> A_L (... (A_1 x)), the factors given as A_1, ..., A_L."""
+    J = ctx.matrix([[ctx.mpf(v) for v in row] for row in np.asarray(mats[0]).tolist()])
+    for A in mats[1:]:
+        J = ctx.matrix([[ctx.mpf(v) for v in row] for row in np.asarray(A).tolist()]) * J
+    return [[J[i, j] for j in range(J.cols)] for i in range(J.rows)]

@@ -44,6 +44,11 @@ class BpMutant(OutMutant):
                 self._patched(self.vjp_rules, 0):
             return super().hvp(fn, primals, tangents)
 
+    def count_jacobian(self, fn, primals, mode):
+        with self._broken(), self._rules(self.partials, self.vjp_partials), self._patched(self.rules, None), \
+                self._patched(self.vjp_rules, 0), self._patched(self.jvp_rules, 1):
+            return super().count_jacobian(fn, primals, mode)
+
 
 # ----------------------------------------------------------- the chain ----
 class DetachedTanh(BpMutant):
@@ -220,3 +225,41 @@ class NoMemoisation(BpMutant):
 
 
 MUTANTS.append(NoMemoisation)
+
+
+# --------------------------------------------------------------- bracketing ----
+class ReverseJacobianByForwardSweeps(BpMutant):
+    defect = "the Jacobian by reverse mode runs one forward sweep per input (the output-side bracketing ignored)"
+    catches = ("bp.bracketing",)
+
+    def count_jacobian(self, fn, primals, mode):
+        return super().count_jacobian(fn, primals, "jvp")
+
+
+def _per_call(stats, name, which, ans, vals, i, formed):
+    if stats is not None and "madds" in stats:
+        stats["madds"] += 1
+
+
+class CountsCallsNotMadds(BpMutant):
+    defect = "the sweeps' counter charges each derivative application 1, whatever its size (calls, not multiply-adds)"
+    catches = ("bp.bracketing",)
+    engine = {"_charge": _per_call}
+
+
+class ReverseTracesConstants(BpMutant):
+    defect = "the Jacobian by reverse mode differentiates the constant factors too (their cotangents g x^T formed)"
+    catches = ("bp.bracketing",)
+
+    def count_jacobian(self, fn, primals, mode):
+        if mode != "vjp":
+            return super().count_jacobian(fn, primals, mode)
+        out = fn(self.ops, *primals)
+        stats = {"madds": 0}
+        for k in range(out.size):
+            unit = np.eye(out.size, dtype=out.dtype)[k].reshape(out.shape)
+            backprop.vjp(np, self.ops, fn, primals, unit, stats=stats)
+        return {"sweeps": int(out.size), "madds": stats["madds"]}
+
+
+MUTANTS += [ReverseJacobianByForwardSweeps, CountsCallsNotMadds, ReverseTracesConstants]

@@ -140,3 +140,49 @@ def test_bound_of_one_rounding():
     spec = programs.spec_of([(2,), (2,)], [("mul", (0, 1))])
     B = bp.program_bound(precision.context(113), spec, "value", np.array([1.5, -3.0]), np.array([0.1, 7.0]))
     assert np.allclose(B["S_u"], [0.15, 21.0]) and np.allclose(B["S_eta"], [1.0, 1.0])
+
+
+# The matrix-chain cost formula against multiply-adds counted one by one, multiplying the chain
+# from either end; and the exact chain Jacobian against NumPy's integer product.  [bp.bracketing]
+@pytest.mark.parametrize("dims", [(1, 1), (3, 1, 4), (2, 5, 3, 1), (6, 2, 4, 4, 1), (1, 6, 6, 6, 6)])
+def test_chain_cost_counts_scalar_products(dims):
+    rng = np.random.default_rng(len(dims))
+    mats = [rng.integers(-1, 2, size=(dims[i], dims[i + 1])) for i in range(len(dims) - 1)]
+
+    def product(a, b, count):
+        out = [[0] * len(b[0]) for _ in a]
+        for i in range(len(a)):
+            for j in range(len(b[0])):
+                for k in range(len(b)):
+                    out[i][j] += a[i][k] * b[k][j]
+                    count[0] += 1
+        return out
+    for order in ("left", "right"):
+        count, ms = [0], [m.tolist() for m in mats]
+        acc = ms[0] if order == "left" else ms[-1]
+        for m in (ms[1:] if order == "left" else ms[-2::-1]):
+            acc = product(acc, m, count) if order == "left" else product(m, acc, count)
+        assert count[0] == bp.chain_cost(dims, order)
+        assert np.array_equal(np.array(acc), np.linalg.multi_dot(mats) if len(mats) > 1 else mats[0])
+    J = bp.chain_jacobian(CTX, *mats[::-1])  # the factors A_1 = last, ..., A_L = first
+    assert np.array_equal(np.array(J, dtype=float), np.linalg.multi_dot(mats) if len(mats) > 1 else mats[0])
+
+
+# The engine's counts of a Jacobian through elementwise stages too: every sweep charges each
+# factor d_i d_(i-1) and each tanh stage d_i (one per entry of the partial's product), so the
+# m reverse and n forward sweeps cost m c and n c with the same c; constants are never traced.  [bp.bracketing]
+def test_engine_counts_the_sweeps_of_a_chain_with_units():
+    from ffnspec.adapters import backprop, load_backend
+    b = load_backend("numpy")
+    dims = (5, 3, 4, 2)
+    rng = np.random.default_rng(0)
+    mats = [rng.integers(-1, 2, size=(dims[i + 1], dims[i])).astype(float) for i in range(3)]
+
+    def fn(ops, x, *ms):
+        for A in ms:
+            x = ops.tanh(ops.matmul(A, x))
+        return x
+    c = sum(dims[i] * dims[i + 1] + dims[i + 1] for i in range(3))
+    x = rng.standard_normal((dims[0], 1))
+    assert backprop.count_jacobian(np, b.ops, fn, [x, *mats], "vjp") == {"sweeps": 2, "madds": 2 * c}
+    assert backprop.count_jacobian(np, b.ops, fn, [x, *mats], "jvp") == {"sweeps": 5, "madds": 5 * c}

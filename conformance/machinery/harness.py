@@ -233,6 +233,24 @@ class Target:
             raise AdapterFault(None, f"{what} returned {counts!r}, not a dict of int applications and edges")
         return counts
 
+    def count_jacobian(self, fn: Callable, primals: Sequence[np.ndarray], *, mode: str,
+                       uses: Sequence[str]) -> dict[str, int]:
+        """The backend's own counts of the full Jacobian of ``fn(ops, *primals)`` with respect to
+        ``primals[0]`` by ``mode`` (``count_jacobian``: ``sweeps``, ``madds`` scalar multiply-adds),
+        where it exposes them (bp family)."""
+        self.require(*uses)
+        self.require_mode(mode)
+        if not callable(getattr(self.backend, "count_jacobian", None)):
+            raise NotImplementedByBackend(f"backend {self.backend.name!r} exposes no operation counts of its "
+                                          "sweeps (count_jacobian): the cost of reverse against forward mode "
+                                          "cannot be observed")
+        xs = [self.to_backend(np.asarray(a, dtype=np.float64)) for a in primals]
+        what = f"{self.backend.name}.count_jacobian(program, mode={mode!r})"
+        counts = self._run(what, lambda: self.backend.count_jacobian(fn, xs, mode))
+        if not isinstance(counts, dict) or not all(isinstance(counts.get(k), int) for k in ("sweeps", "madds")):
+            raise AdapterFault(None, f"{what} returned {counts!r}, not a dict of int sweeps and madds")
+        return counts
+
     def call_inplace(self, op: str, z: np.ndarray, **params: Any) -> tuple[np.ndarray, np.ndarray]:
         """(what the in-place variant returned, its argument afterwards): writing into the
         argument is the op's contract, so mutation is expected here and nowhere else."""
