@@ -11,7 +11,7 @@ from unittest import mock
 
 import numpy as np
 
-from ffnspec.adapters import backprop
+from ffnspec.adapters import OpTable, backprop
 from ffnspec.adapters.numpy_backend import (_OUT_OPS, _cross_entropy, _log_softmax, _logsumexp, _softmax,
                                             _softplus, _take)
 from tests.mutants import Mutant, _up
@@ -488,3 +488,35 @@ class BCEGradDifference(OutMutant):
     defect = "sigma(z) - y: for y = 1, z > 17.3 sigma rounds to 1 and -sigma(-z) is returned as 0"
     finds = ("out.bce.grad",)
     partials = {"bce": lambda xp, ops, ans, z, y: (ops.sigmoid(z) - y, -z)}
+
+
+def _softmax_in_storage(z):
+    """Softmax with every operation rounded to the 16-bit storage format, the row summed
+    pairwise in it (no float32 evaluation): about log2(n) u relative, within MUST."""
+    z = np.asarray(z)
+    m = np.max(z, axis=-1, keepdims=True)
+    e = np.exp(np.where(np.isfinite(m), z - m, z).astype(np.float32)).astype(z.dtype)
+    s = e
+    while s.shape[-1] > 1:
+        if s.shape[-1] % 2:
+            s = np.concatenate([s, np.zeros_like(s[..., :1])], axis=-1)
+        s = (s[..., 0::2].astype(np.float32) + s[..., 1::2].astype(np.float32)).astype(z.dtype)
+    return (e.astype(np.float32) / s.astype(np.float32)).astype(z.dtype)
+
+
+class SoftmaxStorageFormat(OutMutant):
+    defect = "softmax evaluated and accumulated in bfloat16 itself: within MUST, not the float32 policy"
+    finds = ("out.softmax",)
+    dtypes_run = ("bfloat16",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        ops = dict(self.ops)
+        ops["softmax"] = self._quiet(_softmax_in_storage)  # not evaluated in float32
+        self.ops = OpTable(ops)
+
+
+class SoftmaxStorageDeclared(SoftmaxStorageFormat):
+    """The same, declaring it: the convention changed the results, a declared deviation."""
+    finds = ()
+    conventions = {**SoftmaxStorageFormat.conventions, "accumulation": "storage"}

@@ -388,3 +388,14 @@ def test_findings_survive_the_merge_with_a_failing_check():
     (m,) = merged([value, special])
     assert (m.verdict, m.examples, m.violations, m.findings, m.accuracy_error, m.finding) == (
         "deviation", 108, 1, 7, 1e7, "lost tail")
+
+
+def test_storage_accumulation_is_a_declared_deviation(pytester):
+    # A 16-bit reduction evaluated in the storage format meets MUST but not the float32 policy:
+    # undeclared it is an accuracy finding (test_mutants), declared it makes the record a
+    # deviation named in the verdict, never a silent pass.  [out.softmax]
+    ret, report, out = run_suite(pytester, "tests.mutants_out:SoftmaxStorageDeclared", ("bfloat16",), ("out.softmax",))
+    (rec,) = report["records"]
+    assert ret == pytest.ExitCode.OK, out
+    assert rec["verdict"] == "deviation" and rec["findings"] == 0 and "accumulation" in rec["deviation"], rec
+    assert report["summary"]["verdict"] == "conforms with declared deviations"

@@ -18,7 +18,7 @@ from ffnspec import spec
 from ffnspec.conformance.inputs.scalars import finite_args, make_args
 from ffnspec.conformance.machinery import measure, reproduce
 from ffnspec.conformance.machinery.harness import Target, call_items
-from ffnspec.conformance.machinery.records import Record, assess_accuracy, fail, fail_items, observe_items
+from ffnspec.conformance.machinery.records import Record, assess_accuracy, assess_policy, fail, fail_items, observe_items
 from ffnspec.reference import tables
 from ffnspec.reference.floatformat import ulp, ulp_distance, ulp_error
 
@@ -78,6 +78,13 @@ def reduction(clause: spec.Clause, target: Target, record: Record, group: tuple[
                         output=np.reshape(y, acc.shape), exact=np.reshape(b.exact.hi + b.exact.lo, acc.shape),
                         op_call="", strict=target.strict and not bad.any(),
                         repro=reproduce.row_value(target, clause.op, group, item))
+    if clause.tolerance.accumulation and target.dtype in measure.ACCUMULATE_IN:  # the 16-bit evaluation policy
+        pol = np.reshape(measure.policy_error(clause.tolerance, target, group, np.reshape(y, b.exact.hi.shape), b),
+                         (group[0].shape[0], -1))
+        item = int(np.argmax(np.max(pol, axis=1))) if pol.size else 0
+        assess_policy(record, clause, target, inputs=[a[item] for a in group], error=pol,
+                      output=np.reshape(y, pol.shape), exact=np.reshape(b.exact.hi + b.exact.lo, pol.shape),
+                      strict=target.strict and not bad.any(), repro=reproduce.row_value(target, clause.op, group, item))
     if bad.any():
         fail_items(record, clause, target, what=f"value error exceeds the bound (k = {clause.tolerance.must:g})",
                    criterion=measure.mixed_criterion(clause.tolerance),

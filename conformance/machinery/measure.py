@@ -156,6 +156,27 @@ def bound(tol: spec.Tolerance, reference: str, target: Target, args: tuple[np.nd
     return Bound(ex, tol.must * unit2 / 2, unit2, tol.must)
 
 
+def policy_error(tol: spec.Tolerance, target: Target, args: tuple[np.ndarray, ...], got: np.ndarray,
+                 b: Bound) -> np.ndarray:
+    """16-bit data: the error of a reduction in units of what the accumulation policy gives,
+    the clause's algorithm evaluated in float32 and rounded once to the storage format:
+        |g - t| <= u |t| + eta + (1 + u) (k (u32 (|t| + S) + eta32 (1 + c)) + u32 A)
+    (the final rounding, then the float32 algorithm's MUST error, itself rounded).  > 1: the
+    result errs like an evaluation or accumulation in the 16-bit format (docs/measure.md)."""
+    fmt, wide = target.fmt, get_format(ACCUMULATE_IN[target.fmt.name])
+    t = b.exact.hi + b.exact.lo
+    s = tables.approximate_items(tol.scale, args) if tol.scale else np.zeros_like(t)
+    a = tables.approximate_items(tol.accumulation, args) if tol.accumulation else np.zeros_like(t)
+    c = tables.approximate_items(tol.underflow, args) if tol.underflow else np.zeros_like(t)
+    u, u32 = fmt.unit_roundoff, wide.unit_roundoff
+    with np.errstate(invalid="ignore", over="ignore"):
+        lim = (u * np.abs(t) + two_eta(target) / 2
+               + (1 + u) * (tol.must * (u32 * (np.abs(t) + s) + wide.min_subnormal * (1 + c)) + u32 * a))
+        err = np.abs((got - b.exact.hi) - b.exact.lo) / lim
+    err = np.where(np.isfinite(b.exact.cr), err, 0.0)  # non-finite values (or beyond the range): the MUST check's
+    return np.where(np.isnan(err), np.inf, err)
+
+
 def limits(clause_id: str, target: Target, args: tuple[np.ndarray, ...]) -> Bound:
     """The MUST limits of value clause ``clause_id`` at args (for relations between ops)."""
     c = spec.clause(clause_id)
