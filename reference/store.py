@@ -36,6 +36,7 @@ except ImportError:  # no advisory locks on this platform
 
 MAX_ENTRIES = 1 << 20          # entries (points or items) per point store (MAX_BYTES bounds the whole)
 MAX_BYTES = 60 * 1024 * 1024   # the whole cache directory
+FORMAT = ";format=2"           # appended to every file's meta: 2 = byte-shuffled arrays (another version's files read as absent)
 
 
 # --- files ---------------------------------------------------------------------------------
@@ -82,6 +83,8 @@ def save(path: Path, arrays: dict[str, np.ndarray]) -> None:
     1-d arrays are stored byte-shuffled (``_shuffled``) under ``<name>.<dtype>``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     packed = {}
+    if "meta" in arrays:
+        arrays = {**arrays, "meta": np.array(str(arrays["meta"]) + FORMAT)}
     for k, a in arrays.items():
         a = np.asarray(a)
         if a.ndim == 1 and a.dtype.itemsize > 1 and a.dtype.kind in "fiu":
@@ -112,7 +115,7 @@ def load(path: Path, meta: str) -> dict[str, np.ndarray] | None:
                 arrays[name] = _unshuffled(data[k], np.dtype(dtype)) if dtype else data[k]
     except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile):
         return None
-    if str(arrays.get("meta", np.array(""))) != meta:
+    if str(arrays.get("meta", np.array(""))) != meta + FORMAT:
         return None
     with contextlib.suppress(OSError):
         os.utime(path)
@@ -186,11 +189,16 @@ class PointStore:
         if data is None:
             self._disk_sig = None
             return
-        keys = _keys(data)
+        try:
+            keys = _keys(data)
+            stamp, cols, count = data["stamp"].tolist(), (data["hi"], data["lo"], data["sgn"]), data["count"]
+        except (KeyError, ValueError):  # not a store this version wrote: absent
+            self._disk_sig = None
+            return
         self.index = dict(zip(keys, range(len(keys))))
-        self.stamp = data["stamp"].tolist()
-        self._cols = (data["hi"], data["lo"], data["sgn"])
-        self._offset = np.concatenate([[0], np.cumsum(data["count"], dtype=np.int64)])
+        self.stamp = stamp
+        self._cols = cols
+        self._offset = np.concatenate([[0], np.cumsum(count, dtype=np.int64)])
         self._on_disk = np.arange(len(keys), dtype=np.int64)
 
     def find(self, keys: list[bytes], *, persist: bool) -> np.ndarray:

@@ -200,11 +200,14 @@ def test_store_round_trips_shuffled_and_reads_the_unshuffled_layout(tmp_path, wi
     assert hi[:, 0].tolist() == [v[0][0] for v in values] and lo[:, 0].tolist() == [v[0][1] for v in values]
     assert sgn[:, 0].tolist() == [v[0][2] for v in values]
     data = store.load(tmp_path / "a.npz", "m")
-    legacy = {k: v for k, v in data.items() if k != "keys"}
-    legacy["keys"] = np.frombuffer(b"".join(keys), dtype=np.uint8)
-    np.savez_compressed(tmp_path / "b.npz", **legacy)  # the layout of earlier versions
+    plain = {k: v for k, v in data.items() if k != "keys"}
+    plain["keys"] = np.frombuffer(b"".join(keys), dtype=np.uint8)
+    np.savez_compressed(tmp_path / "b.npz", **plain)  # unshuffled arrays, variable-width keys
     u = store.PointStore(tmp_path / "b.npz", "m")
     assert (u.find(keys, persist=False) == np.arange(500)).all()
+    np.savez_compressed(tmp_path / "c.npz", **{**plain, "meta": np.array("m")})  # an earlier version's file
+    assert store.load(tmp_path / "c.npz", "m") is None
+    assert (store.PointStore(tmp_path / "c.npz", "m").find(keys, persist=False) == -1).all()
 
 
 def test_random_draws_stay_in_the_process_and_derandomised_ones_are_kept(cache):
