@@ -259,8 +259,9 @@ def _sweep_config(args: argparse.Namespace):
                                    f"got {args.bits!r}")
             ranges.append((lo, hi))
         ranges.sort()
-        if any(a[1] > b[0] or a[1] // sweep.CHUNK == b[0] // sweep.CHUNK for a, b in zip(ranges, ranges[1:])):
-            raise UsageFailure(f"--bits: ranges must be disjoint and not share a chunk of {sweep.CHUNK} patterns")
+        chunk = 1 << args.chunk_bits
+        if any(a[1] > b[0] or (a[1] - 1) // chunk == b[0] // chunk for a, b in zip(ranges, ranges[1:])):
+            raise UsageFailure(f"--bits: ranges must be disjoint and not share a chunk of {chunk} patterns")
         bits = tuple(ranges)
     unavailable = {}
     for spec in specs:
@@ -286,7 +287,7 @@ def _sweep_config(args: argparse.Namespace):
     if len(devices) != 1:
         raise UsageFailure("--device: the backends' default devices differ; give --device")
     return sweep.Config(backends=specs, ops=ops, dtype=args.dtype, device=devices.pop(), report=Path(args.report),
-                        jobs=args.jobs or 1, bits=bits, samples=args.samples, seed=args.seed,
+                        jobs=args.jobs or 1, bits=bits, samples=args.samples, seed=args.seed, chunk=1 << args.chunk_bits,
                         progress=not args.quiet, unavailable=unavailable)
 
 
@@ -367,6 +368,8 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--seed", type=int, default=0, help="float64: sample seed [0]")
     w.add_argument("--bits", metavar="START:STOP[,...]", help="float32: sweep only these bit patterns (a partial "
                    "sweep, said so in the results)")
+    w.add_argument("--chunk-bits", type=int, choices=range(10, 25), default=20, metavar="K",
+                   help="float32: 2^K bit patterns per chunk (the memory bound; a resumed sweep needs the same K) [20]")
     w.add_argument("--quiet", action="store_true", help="no progress line")
     w.add_argument("--table", action="store_true", help="write docs/accuracy.md from committed sweep results")
     w.add_argument("--results", nargs="+", metavar="FILE", help="--table: sweep JSON files [docs/sweeps/*.json]")

@@ -186,7 +186,8 @@ def test_sweep_finds_broken_backends(tmp_path):
     _, _, cr = fastref.exact_values("act.sigmoid", np.array([worst["x"]]))
     assert worst["cr"] == cr[0]
     md = (tmp_path / "sweep-float32-cpu.md").read_text()
-    assert "mutant-" not in md or "tests.mutants_sweep:SigmoidViaFloat16" in md
+    assert f"| {worst['x']!r} | {worst['y']!r} |" in md and "PARTIAL" in md
+    assert (tmp_path / "sweep-float32-cpu-sigmoid.svg").read_bytes().startswith(b"<?xml")
 
 
 def _stable(report) -> str:

@@ -24,6 +24,7 @@ exact comparisons.  Each finished chunk is a JSON file under REPORT/state/: a re
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import hashlib
 import inspect
 import json
@@ -31,6 +32,7 @@ import math
 import multiprocessing
 import os
 import platform
+import resource
 import sys
 import time
 from dataclasses import dataclass, field
@@ -43,7 +45,7 @@ import numpy as np
 OPS = ("sigmoid", "tanh", "softplus", "log_sigmoid", "silu")
 KINDS = ("value", "grad")
 DTYPES = ("float32", "float64")
-CHUNK = 1 << 21                       # bit patterns per float32 chunk
+CHUNK = 1 << 20                       # bit patterns per float32 chunk (~0.45 GB per worker at peak)
 SAMPLE_CHUNK = 1 << 14                # float64 inputs per chunk
 EDGES = [2.0 ** k for k in range(-1, 21)]   # 1/2, 1, 2, ..., 2^20
 BIN_LABELS = ["0"] + [f"<={_e:g}" for _e in EDGES] + [f">{EDGES[-1]:g}", "inf/nan"]
@@ -141,12 +143,16 @@ def neighbourhoods(k: int = 256) -> np.ndarray:
     return np.unique(from_ordinal(idx, f64))
 
 
-def config_key(cfg: Config) -> str:
-    """What a chunk's results depend on besides the backend: the reference code, the chunk
-    geometry and the float64 sample."""
+@functools.lru_cache(maxsize=None)
+def _sources() -> str:
     from ffnspec.reference import act, balls, fastref, floatformat, precision
-    text = "".join(inspect.getsource(m) for m in (act, balls, fastref, floatformat, precision))
-    text += f"{cfg.dtype}|{cfg.samples}|{cfg.seed}|{BIN_LABELS}|{CANDIDATES}"  # a chunk file names its own range
+    return "".join(inspect.getsource(m) for m in (act, balls, fastref, floatformat, precision))
+
+
+def config_key(cfg: Config) -> str:
+    """What a chunk's results depend on besides the backend and the chunk's own range (which its
+    file names): the reference code, the bins and the float64 sample."""
+    text = _sources() + f"{cfg.dtype}|{cfg.samples}|{cfg.seed}|{BIN_LABELS}|{CANDIDATES}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -173,7 +179,8 @@ class Shared:
     cr: np.ndarray
     exact: np.ndarray
     pinned: np.ndarray
-    inv_u: np.ndarray
+    u: np.ndarray
+    inv_u: np.ndarray | None   # 1/u where it is a float64 (float32: u >= 2^-149), else None
     floor: np.ndarray
     slack: np.ndarray
 
@@ -183,9 +190,9 @@ def shared(cfg: Config, x: np.ndarray, ref) -> Shared:
     from ffnspec.reference.floatformat import get_format, ulp
     hi, lo, cr, bound, exact, _, pinned = ref
     u = fastref.ulp32(hi, lo) if cfg.dtype == "float32" else ulp(hi, lo, get_format(cfg.dtype))
-    inv_u = 1 / u  # a power of two: multiplying by it is exact
+    inv_u = 1 / u if cfg.dtype == "float32" else None  # a power of two: multiplying by it is exact
     floor = np.where(exact, 0.0, 5e-324)  # t is off the grid on the fast path: err > 0
-    return Shared(x, hi, lo, cr, exact, pinned, inv_u, floor, bound * inv_u * 1.01)
+    return Shared(x, hi, lo, cr, exact, pinned, u, inv_u, floor, bound / u * 1.01)
 
 
 def bins(y: np.ndarray, sh: Shared, ftz_zero: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -194,7 +201,10 @@ def bins(y: np.ndarray, sh: Shared, ftz_zero: np.ndarray | None = None) -> tuple
     within rounding of an edge E is settled by comparing lo with (y -+ E u) - hi, both exact)."""
     with np.errstate(invalid="ignore", over="ignore"):
         err = np.abs((y - sh.hi) - sh.lo)
-        err *= sh.inv_u
+        if sh.inv_u is not None:
+            err *= sh.inv_u
+        else:
+            err /= sh.u
         np.maximum(err, sh.floor, out=err)
         if ftz_zero is not None:
             err[ftz_zero] = 0.0
@@ -209,7 +219,7 @@ def bins(y: np.ndarray, sh: Shared, ftz_zero: np.ndarray | None = None) -> tuple
         if near.size:
             en = ((bits[near] + (1 << 51)) >> 52) - 1023  # the edge 2^en nearest err
             ok = (en >= -1) & (en <= 20)
-            E = np.ldexp(1.0, en) / sh.inv_u[near]
+            E = np.ldexp(1.0, en) * sh.u[near]
             yn, hn, ln = y[near], sh.hi[near], sh.lo[near]
             le = ((yn - E) - hn <= ln) & (ln <= (yn + E) - hn)
             b[near] = np.where(ok, np.clip(np.where(le, en + 2, en + 3), 1, len(EDGES) + 1), b[near])
@@ -312,7 +322,6 @@ def run_chunk(cfg: Config, op: str, index: int) -> dict:
             cell["backend_seconds"] = seconds
             cell["seconds"] = time.perf_counter() - t0
             out["cells"].setdefault(spec, {})[kind] = cell
-    import resource
     out["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     path = chunk_path(cfg, op, index)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -401,8 +410,12 @@ def run(cfg: Config) -> dict:
         if cfg.progress:
             sys.stderr.write("\n")
         results[op] = aggregate(cfg, op, chunks)
-    report = {"schema": "ffnspec-sweep/1", "dtype": cfg.dtype, "device": cfg.device,
-              "inputs": _inputs_text(cfg), "exhaustive": cfg.dtype == "float32" and cfg.covered() == F32_FINITE, "bin_labels": BIN_LABELS, "environment": environment(cfg),
+    flush = {spec: t.ftz for spec, t in _load_targets(cfg).items()}
+    for c in (c for op in cfg.ops for c in results[op]["cells"]):
+        c["flush_to_zero"] = flush[c["backend"]]
+    report = {"schema": "ffnspec-sweep/1", "dtype": cfg.dtype, "device": cfg.device, "inputs": _inputs_text(cfg),
+              "chunk": cfg.chunk, "exhaustive": cfg.dtype == "float32" and cfg.covered() == F32_FINITE,
+              "bin_labels": BIN_LABELS, "environment": environment(cfg),
               "cells": [c for op in cfg.ops for c in results[op]["cells"]],
               "reference": [r for op in cfg.ops for r in results[op]["reference"]]}
     write_report(cfg, report)
@@ -506,7 +519,8 @@ def cell_text(c: dict) -> str:
     if not c["worst"]:
         return "0"
     w = c["worst"][0]
-    return f"{_fmt_ulp(c['max_ulp'])} ({float(np.float32(w['x'])):.9g})"
+    x = float(np.float32(w["x"])) if c["dtype"] == "float32" else w["x"]
+    return f"{_fmt_ulp(c['max_ulp'])} ({x:.9g})" if c["dtype"] == "float32" else f"{_fmt_ulp(c['max_ulp'])} ({x!r})"
 
 
 def markdown(report: dict) -> str:
@@ -591,6 +605,10 @@ def table(results: list[dict]) -> str:
         lines.append(f"- {rep['dtype']}, {rep['device']}, {', '.join(sorted({c['backend'] for c in rep['cells']}))}: "
                      f"{rep['inputs']}; swept {env['date']} on {env['cpu']}; "
                      + ", ".join(f"{k} {v}" for k, v in env["versions"].items()))
+    ftz = sorted({c["backend"] for rep in results for c in rep["cells"] if c.get("flush_to_zero")})
+    if ftz:
+        lines += ["", f"Declared flush-to-zero ({', '.join(ftz)}): a 0 where the exact value is subnormal is "
+                  "not counted as an error, as in the conformance records."]
     if partial:
         lines += ["", "Columns marked (partial) come from a partial sweep: their maxima are over the inputs "
                   "listed above only, lower bounds of the exhaustive maxima."]
