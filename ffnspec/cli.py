@@ -246,6 +246,8 @@ def _sweep_config(args: argparse.Namespace):
     specs = [b.strip() for b in args.backend.split(",") if b.strip()]
     if not specs or len(set(specs)) != len(specs):
         raise UsageFailure(f"--backend: give distinct backend names, got {args.backend!r}")
+    if Path(args.report).exists() and not Path(args.report).is_dir():
+        raise UsageFailure(f"--report {args.report!r} is a file, not a directory")
     bits = ((0, 1 << 32),)
     if args.bits:
         ranges = []

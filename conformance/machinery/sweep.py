@@ -414,12 +414,27 @@ def run(cfg: Config) -> dict:
     for c in (c for op in cfg.ops for c in results[op]["cells"]):
         c["flush_to_zero"] = flush[c["backend"]]
     report = {"schema": "ffnspec-sweep/1", "dtype": cfg.dtype, "device": cfg.device, "inputs": _inputs_text(cfg),
+              "command": command(cfg),
               "chunk": cfg.chunk if cfg.dtype == "float32" else SAMPLE_CHUNK, "exhaustive": cfg.dtype == "float32" and cfg.covered() == F32_FINITE,
               "bin_labels": BIN_LABELS, "environment": environment(cfg),
               "cells": [c for op in cfg.ops for c in results[op]["cells"]],
               "reference": [r for op in cfg.ops for r in results[op]["reference"]]}
     write_report(cfg, report)
     return report
+
+
+def command(cfg: Config) -> str:
+    """The ``ffnspec sweep`` command line that reproduces cfg's measurements."""
+    parts = ["ffnspec sweep", f"--backend {','.join(cfg.backends)}", f"--op {','.join(cfg.ops)}",
+             f"--dtype {cfg.dtype}", f"--device {cfg.device}"]
+    if cfg.dtype == "float32":
+        if cfg.bits != ((0, 1 << 32),):
+            parts.append("--bits " + ",".join(f"{lo:#010x}:{hi:#010x}" for lo, hi in cfg.bits))
+        if cfg.chunk != CHUNK:
+            parts.append(f"--chunk-bits {cfg.chunk.bit_length() - 1}")
+    else:
+        parts.append(f"--samples {cfg.samples} --seed {cfg.seed}")
+    return " ".join(parts)
 
 
 def _inputs_text(cfg: Config) -> str:
@@ -606,7 +621,8 @@ def table(results: list[dict]) -> str:
         env = rep["environment"]
         lines.append(f"- {rep['dtype']}, {rep['device']}, {', '.join(sorted({c['backend'] for c in rep['cells']}))}: "
                      f"{rep['inputs']}; swept {env['date']} on {env['cpu']}; "
-                     + ", ".join(f"{k} {v}" for k, v in env["versions"].items()))
+                     + ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+                     + (f"; rerun with `{rep['command']}`" if rep.get("command") else ""))
     ftz = sorted({c["backend"] for rep in results for c in rep["cells"] if c.get("flush_to_zero")})
     if ftz:
         lines += ["", f"Declared flush-to-zero ({', '.join(ftz)}): a 0 where the exact value is subnormal is "
