@@ -6,6 +6,9 @@
     ffnspec clauses [GLOB ...] [--show ID]
     ffnspec docs [--out DIR] [--reports DIR ...]
     ffnspec html REPORT_DIR
+    ffnspec sweep --backend NAME[,NAME...] --op OP[,OP...] --dtype float32|float64 [--device D]
+                  [--report DIR] [--jobs N] [--samples N]
+    ffnspec sweep --table [--results FILE ...] [--out PATH]
 
 Every option, path and adapter attribute is validated before any work starts.
 Exit status (a contract, also for scripts and CI):
@@ -227,6 +230,98 @@ def _html(args: argparse.Namespace) -> int:
     return CONFORMS
 
 
+def _sweep_config(args: argparse.Namespace):
+    """Validate every sweep option (backends load, ops and dtype known) before any work."""
+    from ffnspec.adapters import BackendError, load_backend
+    from ffnspec.conformance.machinery import sweep
+    from ffnspec.conformance.machinery.harness import Target
+    if not args.backend or not args.op or not args.dtype:
+        raise UsageFailure("sweep needs --backend, --op and --dtype (or --table)")
+    ops = [o.strip() for o in args.op.split(",") if o.strip()]
+    bad = [o for o in ops if o not in sweep.OPS]
+    if bad or not ops:
+        raise UsageFailure(f"--op: unknown op {(bad or [args.op])[0]!r}; sweepable: {', '.join(sweep.OPS)}")
+    if args.dtype not in sweep.DTYPES:
+        raise UsageFailure(f"--dtype: {args.dtype!r} is not sweepable; choose one of {', '.join(sweep.DTYPES)}")
+    specs = [b.strip() for b in args.backend.split(",") if b.strip()]
+    if not specs or len(set(specs)) != len(specs):
+        raise UsageFailure(f"--backend: give distinct backend names, got {args.backend!r}")
+    if Path(args.report).exists() and not Path(args.report).is_dir():
+        raise UsageFailure(f"--report {args.report!r} is a file, not a directory")
+    bits = ((0, 1 << 32),)
+    if args.bits:
+        ranges = []
+        for part in args.bits.split(","):
+            try:
+                lo, hi = (int(p, 0) for p in part.split(":"))
+            except ValueError:
+                lo = hi = -1
+            if not 0 <= lo < hi <= 1 << 32:
+                raise UsageFailure(f"--bits: expected START:STOP[,START:STOP...] with 0 <= START < STOP <= 2^32, "
+                                   f"got {args.bits!r}")
+            ranges.append((lo, hi))
+        ranges.sort()
+        chunk = 1 << args.chunk_bits
+        if any(a[1] > b[0] or (a[1] - 1) // chunk == b[0] // chunk for a, b in zip(ranges, ranges[1:])):
+            raise UsageFailure(f"--bits: ranges must be disjoint and not share a chunk of {chunk} patterns")
+        bits = tuple(ranges)
+    unavailable = {}
+    for spec in specs:
+        try:
+            backend = load_backend(spec)
+        except BackendError as e:
+            raise UsageFailure(str(e)) from None
+        if args.dtype not in backend.dtypes:
+            raise UsageFailure(f"backend {spec!r} does not offer {args.dtype} (it offers {', '.join(sorted(backend.dtypes))})")
+        device = args.device or backend.devices[0]
+        if device not in backend.devices:
+            raise UsageFailure(f"backend {spec!r} has no device {device!r} (it has {', '.join(backend.devices)})")
+        target = Target(backend, spec, args.dtype, device)
+        for op in ops:
+            if not target.offers(op):
+                unavailable[(spec, op, "value")] = unavailable[(spec, op, "grad")] = \
+                    f"the {spec} adapter has no {op} in {args.dtype}"
+            elif not callable(getattr(backend, "vjp", None)):
+                unavailable[(spec, op, "grad")] = f"the {spec} adapter has no reverse mode"
+    devices = {args.device} if args.device else set()
+    if not args.device:
+        devices = {load_backend(s).devices[0] for s in specs}
+    if len(devices) != 1:
+        raise UsageFailure("--device: the backends' default devices differ; give --device")
+    return sweep.Config(backends=specs, ops=ops, dtype=args.dtype, device=devices.pop(), report=Path(args.report),
+                        jobs=args.jobs or 1, bits=bits, samples=args.samples, seed=args.seed, chunk=1 << args.chunk_bits,
+                        progress=not args.quiet, unavailable=unavailable)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from ffnspec.conformance.machinery import sweep
+    if args.table:
+        paths = [Path(p) for p in (args.results or sorted(str(p) for p in (_docs_dir() / "sweeps").glob("*.json")))]
+        if not paths:
+            raise UsageFailure("--table: no sweep results (give --results FILE, or commit them in docs/sweeps/)")
+        results = []
+        for p in paths:
+            try:
+                results.append(json.loads(p.read_text()))
+            except (OSError, ValueError) as e:
+                raise UsageFailure(f"--results: cannot read {str(p)!r}: {e}") from None
+        out = Path(args.out) if args.out else _docs_dir() / "accuracy.md"
+        out.write_text(sweep.table(results))
+        print(f"{out} written from {len(paths)} result file(s)")
+        return CONFORMS
+    cfg = _sweep_config(args)
+    t0 = __import__("time").perf_counter()
+    report = sweep.run(cfg)
+    for c in report["cells"]:
+        print(f"{c['backend']:8} {c['op']:12} {c['kind']:5}  {sweep.cell_text(c)}")
+    print(f"{cfg.report}/sweep-{cfg.dtype}-{cfg.device}.json written in {__import__('time').perf_counter() - t0:.1f} s")
+    return CONFORMS
+
+
+def _docs_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "docs"
+
+
 def parser() -> argparse.ArgumentParser:
     import ffnspec
     p = argparse.ArgumentParser(prog="ffnspec", epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -262,6 +357,26 @@ def parser() -> argparse.ArgumentParser:
     h = sub.add_parser("html", help="(re)write report.html from a report directory's report.json")
     h.add_argument("report_dir", help="a directory written by `ffnspec run --report`")
     h.set_defaults(func=_html)
+    w = sub.add_parser("sweep", help="exhaustive float32 (sampled float64) accuracy sweep of act ops and derivatives",
+                       epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    w.add_argument("--backend", help="comma-separated backends (entry-point names or package.module:Class)")
+    w.add_argument("--op", help="comma-separated ops: sigmoid, tanh, softplus, log_sigmoid, silu")
+    w.add_argument("--dtype", help="float32 (exhaustive) or float64 (sampled)")
+    w.add_argument("--device", help="device [the backends' first]")
+    w.add_argument("--report", default="ffnspec-sweep", help="report directory, also holding the resumable state "
+                   "[ffnspec-sweep]")
+    w.add_argument("--jobs", type=_positive, metavar="N", help="worker processes [1]")
+    w.add_argument("--samples", type=_positive, default=100_000, metavar="N", help="float64: random inputs [100000]")
+    w.add_argument("--seed", type=int, default=0, help="float64: sample seed [0]")
+    w.add_argument("--bits", metavar="START:STOP[,...]", help="float32: sweep only these bit patterns (a partial "
+                   "sweep, said so in the results)")
+    w.add_argument("--chunk-bits", type=int, choices=range(10, 25), default=20, metavar="K",
+                   help="float32: 2^K bit patterns per chunk (the memory bound; a resumed sweep needs the same K) [20]")
+    w.add_argument("--quiet", action="store_true", help="no progress line")
+    w.add_argument("--table", action="store_true", help="write docs/accuracy.md from committed sweep results")
+    w.add_argument("--results", nargs="+", metavar="FILE", help="--table: sweep JSON files [docs/sweeps/*.json]")
+    w.add_argument("--out", help="--table: output path [docs/accuracy.md]")
+    w.set_defaults(func=_sweep)
     return p
 
 

@@ -167,3 +167,27 @@ def statement_image(tex: str) -> str | None:
     except Exception:  # mathtext's parser: a ValueError subclass, or anything from an odd construct
         return None
     return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def sweep_histogram(title: str, labels: Sequence[str], series: Sequence[tuple[str, Sequence[int]]]) -> bytes:
+    """An SVG bar chart (log counts) of sweep error histograms: one group of bars per error bin,
+    one bar per (backend, quantity) in ``series``."""
+    import matplotlib
+    fig = _figure(max(8.0, 0.45 * len(labels)), 3.6)
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / max(len(series), 1)
+    for k, (name, counts) in enumerate(series):
+        xs = [i + (k - (len(series) - 1) / 2) * width for i in range(len(labels))]
+        ax.bar(xs, [c if c > 0 else 0 for c in counts], width=width, label=name, color=_COLOURS[k % len(_COLOURS)])
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, rotation=60, fontsize=7)
+    ax.set_xlabel("error (ULP of the exact value)")
+    ax.set_ylabel("inputs")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "ffnspec"}):
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+    return buf.getvalue()
