@@ -94,7 +94,7 @@ class Target:
             raise AdapterFault("num.dtype", f"{what} returned dtype {dt}, input dtype {self.dtype}")
         if y.shape != like.shape:
             raise AdapterFault("num.shape", f"{what} returned shape {y.shape}, input shape {like.shape}")
-        if getattr(raw, "dtype", None) == np.dtype(self.dtype) and self.dtype in ("float32", "float64"):
+        if self.dtype in ("float32", "float64") and getattr(raw, "dtype", None) == np.dtype(self.dtype):
             return y  # a NumPy array of the dtype itself holds only its values
         bad = ~is_representable(y, self.fmt)
         if bad.any():
