@@ -97,13 +97,15 @@ def _allowance(n: Node, f: list[float]) -> tuple[float, float]:
         return (len(n.args) - 1) * sum(abs(f[a.id]) for a in n.args), 0.0
     if op in ("dsigmoid", "ddsigmoid", "dtanh", "ddtanh"):
         z = f[n.args[0].id]
-        # also computed from a stored or recomputed output y (sigma(z) or its complement
-        # sigma(-z) = 1 - y, e.g. torch's log_sigmoid double backward (s - 1) s with s = sigma(z);
-        # tanh(z)), LIBM allowance: the error of y times |d(derivative)/dy| (symmetric in y <-> 1 - y)
+        # also computed from the stored output y = sigma(z) or tanh(z), LIBM allowance: the error
+        # of y times |d(derivative)/dy|.  At z = -a (log_sigmoid's derivative sigma(-a)) the value
+        # at hand may be sigma(a) = 1 - y instead (torch's log_sigmoid double backward (s - 1) s,
+        # s = sigma(a)): the larger of the two is counted
         y = _fsig(z) if op in ("dsigmoid", "ddsigmoid") else math.tanh(z)
         dy = {"dsigmoid": abs(1 - 2 * y), "ddsigmoid": abs(1 - 6 * y + 6 * y * y),
               "dtanh": abs(2 * y), "ddtanh": abs(6 * y * y - 2)}[op]
-        stored = max(y, 1 - y) if op in ("dsigmoid", "ddsigmoid") else abs(y)
+        complement = op in ("dsigmoid", "ddsigmoid") and n.args[0].op == "neg"
+        stored = max(y, 1 - y) if complement else abs(y)
         return DERIV * v + dy * LIBM * stored, DERIV + dy * LIBM
     return LIBM * v, LIBM                  # exp, log, log1p, sin, cos, tanh, sigmoid, softplus, log_sigmoid
 
