@@ -79,7 +79,7 @@ def reduction(clause: spec.Clause, target: Target, record: Record, group: tuple[
                         op_call="", strict=target.strict and not bad.any(),
                         repro=reproduce.row_value(target, clause.op, group, item))
     if clause.tolerance.accumulation and target.dtype in measure.ACCUMULATE_IN:  # the 16-bit evaluation policy
-        pol = np.reshape(measure.policy_error(clause.tolerance, target, group, np.reshape(y, b.exact.hi.shape), b),
+        pol = np.reshape(measure.policy_error(target, np.reshape(y, b.exact.hi.shape), b),
                          (group[0].shape[0], -1))
         item = int(np.argmax(np.max(pol, axis=1))) if pol.size else 0
         assess_policy(record, clause, target, inputs=[a[item] for a in group], error=pol,

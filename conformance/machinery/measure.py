@@ -138,6 +138,9 @@ class Bound:
     limit: np.ndarray      # k (u (|t| + S) + eta) + u_acc A ; inf where t is not finite
     unit2: np.ndarray      # 2 limit / k: twice the criterion unit (2 eta is a float64, eta is not)
     k: float
+    s: np.ndarray | float = 0.0   # the scale S, accumulation term A and underflow factor c it was formed from
+    a: np.ndarray | float = 0.0
+    c: np.ndarray | float = 0.0
 
 
 def bound(tol: spec.Tolerance, reference: str, target: Target, args: tuple[np.ndarray, ...]) -> Bound:
@@ -153,11 +156,10 @@ def bound(tol: spec.Tolerance, reference: str, target: Target, args: tuple[np.nd
     unit2 = np.where(np.isfinite(t), unit2, np.inf)
     if np.isnan(unit2).any():
         raise ValueError(f"error scale of {reference} is NaN at some input: a reference defect")
-    return Bound(ex, tol.must * unit2 / 2, unit2, tol.must)
+    return Bound(ex, tol.must * unit2 / 2, unit2, tol.must, s, a, c)
 
 
-def policy_error(tol: spec.Tolerance, target: Target, args: tuple[np.ndarray, ...], got: np.ndarray,
-                 b: Bound) -> np.ndarray:
+def policy_error(target: Target, got: np.ndarray, b: Bound) -> np.ndarray:
     """16-bit data: the error of a reduction in units of what the accumulation policy gives,
     the clause's algorithm evaluated in float32 and rounded once to the storage format:
         |g - t| <= u |t| + eta + (1 + u) (k (u32 (|t| + S) + eta32 (1 + c)) + u32 A)
@@ -165,13 +167,10 @@ def policy_error(tol: spec.Tolerance, target: Target, args: tuple[np.ndarray, ..
     result errs like an evaluation or accumulation in the 16-bit format (docs/measure.md)."""
     fmt, wide = target.fmt, get_format(ACCUMULATE_IN[target.fmt.name])
     t = b.exact.hi + b.exact.lo
-    s = tables.approximate_items(tol.scale, args) if tol.scale else np.zeros_like(t)
-    a = tables.approximate_items(tol.accumulation, args) if tol.accumulation else np.zeros_like(t)
-    c = tables.approximate_items(tol.underflow, args) if tol.underflow else np.zeros_like(t)
     u, u32 = fmt.unit_roundoff, wide.unit_roundoff
     with np.errstate(invalid="ignore", over="ignore"):
         lim = (u * np.abs(t) + two_eta(target) / 2
-               + (1 + u) * (tol.must * (u32 * (np.abs(t) + s) + wide.min_subnormal * (1 + c)) + u32 * a))
+               + (1 + u) * (b.k * (u32 * (np.abs(t) + b.s) + wide.min_subnormal * (1 + b.c)) + u32 * b.a))
         err = np.abs((got - b.exact.hi) - b.exact.lo) / lim
     err = np.where(np.isfinite(b.exact.cr), err, 0.0)  # non-finite values (or beyond the range): the MUST check's
     return np.where(np.isnan(err), np.inf, err)
