@@ -162,18 +162,117 @@ def _now() -> int:
 RESTAMP_AFTER = 86400  # seconds: an entry used again is re-stamped (rewriting its file) at most daily
 
 
+Keys = np.ndarray | list  # an (n, W) uint8 array of keys of one width W, or a list of bytes
+
+
+def _rows_by_width(keys) -> list[tuple[np.ndarray | None, np.ndarray]]:
+    """[(positions, rows)]: the keys as (n, W) uint8 arrays, one per width W (positions None:
+    all of them, in order)."""
+    if isinstance(keys, np.ndarray):
+        return [(None, keys if keys.ndim == 2 else keys.reshape(len(keys), -1))]
+    widths = np.fromiter((len(k) for k in keys), dtype=np.int64, count=len(keys))
+    out = []
+    for w in np.unique(widths).tolist():
+        pos = np.flatnonzero(widths == w)
+        sel = keys if pos.size == len(keys) else [keys[i] for i in pos.tolist()]
+        out.append((None if pos.size == len(keys) else pos,
+                    np.frombuffer(b"".join(sel), dtype=np.uint8).reshape(pos.size, w)))
+    return out
+
+
+def _words(rows: np.ndarray) -> np.ndarray:
+    """(n, W) uint8 rows as (n, ceil(W / 8)) uint64 words, zero-padded."""
+    n, w = rows.shape
+    pad = -w % 8
+    if pad:
+        rows = np.concatenate([rows, np.zeros((n, pad), dtype=np.uint8)], axis=1)
+    return np.ascontiguousarray(rows).view(np.uint64).reshape(n, -1)
+
+
+_MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xFF51AFD7ED558CCD))
+
+
+def _hash(words: np.ndarray) -> np.ndarray:
+    """A 64-bit hash per row of words (multiply-xorshift): it only orders the index; a match is
+    confirmed on the whole key."""
+    h = np.full(len(words), 0x243F6A8885A308D3, dtype=np.uint64)
+    for j in range(words.shape[1]):
+        h ^= words[:, j]
+        h *= _MIX[0]
+        h ^= h >> np.uint64(29)
+    h *= _MIX[1]
+    return h ^ (h >> np.uint64(32))
+
+
+class _Index:
+    """Keys of one width -> entry ids: rows sorted by hash, in two levels (a main one and a small
+    recent one merged into it when it grows past an eighth), so a lookup is a binary search and
+    an addition costs the size of the recent level."""
+
+    def __init__(self, width: int):
+        self.width = width
+        k = (width + 7) // 8
+        empty = (np.empty(0, dtype=np.uint64), np.empty((0, k), dtype=np.uint64), np.empty(0, dtype=np.int64))
+        self.levels = [empty, empty]
+
+    @staticmethod
+    def _merge(a: tuple, b: tuple) -> tuple:
+        h = np.concatenate([a[0], b[0]])
+        order = np.argsort(h, kind="stable")  # two sorted runs: linear
+        return h[order], np.concatenate([a[1], b[1]])[order], np.concatenate([a[2], b[2]])[order]
+
+    def add(self, rows: np.ndarray, ids: np.ndarray) -> None:
+        w = _words(rows)
+        h = _hash(w)
+        order = np.argsort(h, kind="stable")
+        main, recent = self.levels
+        recent = self._merge(recent, (h[order], w[order], ids[order]))
+        if len(recent[0]) > max(4096, len(main[0]) // 8):
+            main, recent = self._merge(main, recent), (recent[0][:0], recent[1][:0], recent[2][:0])
+        self.levels = [main, recent]
+
+    def find(self, rows: np.ndarray) -> np.ndarray:
+        w = _words(rows)
+        h = _hash(w)
+        out = np.full(len(h), -1, dtype=np.int64)
+        for lh, lw, lid in self.levels:
+            if not lh.size:
+                continue
+            i = np.searchsorted(lh, h)
+            i[i == lh.size] = 0
+            hit = (lh[i] == h) & (out < 0)
+            same = hit & (lw[i] == w).all(axis=1)
+            out[same] = lid[i[same]]
+            for q in np.flatnonzero(hit & ~same).tolist():  # another key of the same hash first
+                j = int(i[q]) + 1
+                while j < lh.size and lh[j] == h[q]:
+                    if (lw[j] == w[q]).all():
+                        out[q] = lid[j]
+                        break
+                    j += 1
+        return out
+
+    def items(self):
+        """(ids, rows) of every key."""
+        for _, lw, lid in self.levels:
+            if lid.size:
+                yield lid, np.ascontiguousarray(lw).view(np.uint8).reshape(len(lid), -1)[:, :self.width]
+
+
 class PointStore:
     """Values of one reference function at keyed inputs, in memory and (bounded) on disk.
 
     An entry is a key (bytes) and a value of one or more components, each a (hi, lo, sgn)
-    triple.  Entries added with ``persist`` (bulk, deterministic inputs), or found by a
-    persisting lookup, are marked; ``flush`` merges the marked ones into the file under its
-    lock, stamped with the time; others live for the process only."""
+    triple.  Keys are looked up as arrays (an (n, W) uint8 array of one width, ``_Index``);
+    a list of bytes is accepted too.  Entries added with ``persist`` (bulk, deterministic
+    inputs), or found by a persisting lookup, are marked; ``flush`` merges the marked ones into
+    the file under its lock, stamped with the time; others live for the process only."""
 
     def __init__(self, path: Path | None, meta: str):
         self.path, self.meta = path, meta
-        self.index: dict[bytes, int] = {}
-        self.stamp: list[int] = []
+        self._index: dict[int, _Index] = {}
+        self.n = 0                                   # entries
+        self._stamp = np.zeros(0, dtype=np.int64)    # per entry (capacity >= n): the last run that used it
         self.marked: set[int] = set()
         self._cols = (np.empty(0), np.empty(0), np.empty(0, dtype=np.int8))  # flat components
         self._offset = np.zeros(1, dtype=np.int64)                            # entry i: offset[i]:offset[i+1]
@@ -190,57 +289,103 @@ class PointStore:
             self._disk_sig = None
             return
         try:
-            keys = _keys(data)
-            stamp, cols, count = data["stamp"].tolist(), (data["hi"], data["lo"], data["sgn"]), data["count"]
+            groups = _disk_rows(data)
+            stamp, cols, count = data["stamp"], (data["hi"], data["lo"], data["sgn"]), data["count"]
         except (KeyError, ValueError):  # not a store this version wrote: absent
             self._disk_sig = None
             return
-        self.index = dict(zip(keys, range(len(keys))))
-        self.stamp = stamp
+        n = len(stamp)
+        for ids, rows in groups:
+            self._index_of(rows.shape[1]).add(rows, ids)
+        self.n = n
+        self._stamp = np.asarray(stamp, dtype=np.int64).copy()
         self._cols = cols
         self._offset = np.concatenate([[0], np.cumsum(count, dtype=np.int64)])
-        self._on_disk = np.arange(len(keys), dtype=np.int64)
+        self._on_disk = np.arange(n, dtype=np.int64)
 
-    def find(self, keys: list[bytes], *, persist: bool) -> np.ndarray:
+    def _index_of(self, width: int) -> _Index:
+        ix = self._index.get(width)
+        if ix is None:
+            ix = self._index[width] = _Index(width)
+        return ix
+
+    def find(self, keys: Keys, *, persist: bool) -> np.ndarray:
         """Entry ids of the keys (-1 where absent)."""
         if not self._loaded:
             self._load()
-        get = self.index.get
-        ids = np.fromiter((get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+        ids = np.full(len(keys), -1, dtype=np.int64)
+        for pos, rows in _rows_by_width(keys):
+            ix = self._index.get(rows.shape[1])
+            if ix is not None and len(rows):
+                found = ix.find(rows)
+                if pos is None:
+                    ids = found
+                else:
+                    ids[pos] = found
         if persist and ids.size:
-            stale = _now() - RESTAMP_AFTER
-            self.marked.update(i for i in set(ids.tolist()) if i >= 0 and self.stamp[i] < stale)
+            sel = ids[ids >= 0]
+            sel = sel[self._stamp[sel] < _now() - RESTAMP_AFTER]
+            if sel.size:
+                self.marked.update(np.unique(sel).tolist())
         return ids
 
-    def add(self, keys: list[bytes], values: list[tuple], *, persist: bool) -> None:
+    def add(self, keys: Keys, values: list[tuple], *, persist: bool) -> None:
         """Add entries given as tuples of (hi, lo, sgn) components."""
         comps = [c for v in values for c in v]
         self.add_packed(keys, (np.array([len(v) for v in values], dtype=np.int64), np.array([c[0] for c in comps]),
                                np.array([c[1] for c in comps]), np.array([c[2] for c in comps], dtype=np.int8)),
                         persist=persist)
 
-    def add_packed(self, keys: list[bytes], packed: tuple, *, persist: bool) -> None:
-        """Add entries given as (counts, hi, lo, sgn): components per entry, then all components."""
+    def add_packed(self, keys: Keys, packed: tuple, *, persist: bool) -> None:
+        """Add entries given as (counts, hi, lo, sgn): components per entry, then all components.
+        Keys already present (or repeated) keep their first value."""
         if not self._loaded:
             self._load()
         counts, hi, lo, sgn = packed
-        start = np.concatenate([[0], np.cumsum(counts)])
-        take, n = [], len(self.stamp)
-        for j, k in enumerate(keys):
-            if k in self.index:
-                continue
-            self.index[k] = n + len(take)
-            take.append(j)
-        if not take:
+        new = self.find(keys, persist=False) < 0
+        groups = _rows_by_width(keys)
+        for pos, rows in groups:  # a key repeated within the call: its first occurrence
+            at = np.arange(len(rows)) if pos is None else pos
+            sub = np.flatnonzero(new[at])
+            if sub.size > 1:
+                v = np.ascontiguousarray(rows[sub]).view(np.dtype((np.void, rows.shape[1]))).ravel()
+                _, first = np.unique(v, return_index=True)
+                keep = np.zeros(len(rows), dtype=bool)
+                keep[sub[first]] = True
+                new[at] &= keep
+        take = np.flatnonzero(new)
+        if not take.size:
             return
-        if len(take) < len(keys):
-            sel = np.concatenate([np.arange(start[j], start[j + 1]) for j in take])
+        n = self.n
+        ids = np.full(len(new), -1, dtype=np.int64)
+        ids[take] = n + np.arange(take.size)
+        for pos, rows in groups:
+            gid = ids if pos is None else ids[pos]
+            sel = np.flatnonzero(gid >= 0)
+            if sel.size:
+                self._index_of(rows.shape[1]).add(rows[sel], gid[sel])
+        if take.size < len(new):
+            start = np.concatenate([[0], np.cumsum(counts)])
+            sel = np.concatenate([np.arange(start[j], start[j + 1]) for j in take.tolist()])
             counts, hi, lo, sgn = np.asarray(counts)[take], hi[sel], lo[sel], sgn[sel]
-        self.stamp.extend([0] * len(take))
+        self.n = n + take.size
+        if self.n > len(self._stamp):
+            self._stamp = np.concatenate([self._stamp, np.zeros(max(self.n, 2 * len(self._stamp)) - len(self._stamp),
+                                                                 dtype=np.int64)])
+        self._stamp[n:self.n] = 0
         if persist:
-            self.marked.update(range(n, n + len(take)))
+            self.marked.update(range(n, self.n))
         self._new.append((np.asarray(counts, dtype=np.int64), np.asarray(hi, dtype=np.float64),
                           np.asarray(lo, dtype=np.float64), np.asarray(sgn, dtype=np.int8)))
+
+    def _keys(self) -> list[bytes]:
+        """Every entry's key, by id."""
+        keys: list = [b""] * self.n
+        for ix in self._index.values():
+            for ids, rows in ix.items():
+                for i, k in zip(ids.tolist(), rows.view(np.dtype((np.void, ix.width))).ravel().tolist()):
+                    keys[i] = k
+        return keys
 
     def _assemble(self) -> None:
         if not self._new:
@@ -265,13 +410,13 @@ class PointStore:
             return
         self._assemble()
         now = _now()
-        keys = list(self.index)  # insertion order: entry ids 0, 1, ...
+        keys = self._keys()
         marked = np.array(sorted(self.marked), dtype=np.int64)
         with locked(self.path):
             merged = self._signature() != self._disk_sig
             if not merged:  # the file is what we last read or wrote: we hold all of it
                 ids = np.union1d(self._on_disk, marked)
-                stamps = np.array(self.stamp, dtype=np.int64)
+                stamps = self._stamp[:self.n].copy()
                 stamps[marked] = now
                 parts = [([keys[i] for i in ids.tolist()], *_gather(self._offset, self._cols, ids), stamps[ids])]
             else:  # another process wrote it: its entries, ours re-stamped, and ours it lacks
@@ -294,8 +439,7 @@ class PointStore:
             self._disk_sig = self._signature() if whole else None  # else merge again next time
             if whole:
                 self._on_disk = ids
-        for i in self.marked:
-            self.stamp[i] = now
+        self._stamp[np.array(sorted(self.marked), dtype=np.int64)] = now
         self.marked.clear()
 
     def _signature(self):
@@ -354,6 +498,21 @@ def _key_blob(keys: list[bytes]) -> np.ndarray:
     if len(widths) == 1 and keys:
         return blob.reshape(len(keys), -1).T.copy()
     return blob
+
+
+def _disk_rows(data: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[(entry ids, (n, W) uint8 rows)] of a file's keys, one per width."""
+    blob = data["keys"]
+    if blob.ndim == 2:
+        rows = np.ascontiguousarray(blob.T)
+        return [(np.arange(len(rows), dtype=np.int64), rows)] if rows.size else []
+    lens = np.asarray(data["key_len"], dtype=np.int64)
+    starts = np.cumsum(lens) - lens
+    out = []
+    for w in np.unique(lens).tolist():
+        ids = np.flatnonzero(lens == w)
+        out.append((ids, blob[starts[ids][:, None] + np.arange(w)]))
+    return out
 
 
 def _keys(data: dict[str, np.ndarray]) -> list[bytes]:

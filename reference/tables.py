@@ -21,6 +21,7 @@ uses, and the precision code): editing a formula invalidates exactly what depend
 from __future__ import annotations
 
 import atexit
+import collections
 import concurrent.futures
 import concurrent.futures.process  # now, not at the first build: pytester's in-process runs restore sys.modules
 import contextlib
@@ -58,6 +59,7 @@ def set_cache_dir(path: str | os.PathLike | None) -> None:
     _tables.clear()
     _stores.clear()
     _absent.clear()
+    _memo.clear()
 
 
 def cache_dir() -> Path | None:
@@ -207,21 +209,53 @@ def flush() -> None:
         store.prune(_cache_dir)
 
 
-def _row_keys(prefix: bytes, arrays: list[np.ndarray]) -> list[bytes]:
-    """One key per item (leading axis): prefix + the item's bytes (hashed when long)."""
+def _row_keys(prefix: bytes, arrays: list[np.ndarray]) -> np.ndarray:
+    """One key per item (leading axis), an (items, width) uint8 array: prefix + the item's
+    bytes (hashed when long)."""
     m = arrays[0].shape[0]
     raw = np.concatenate([np.ascontiguousarray(a).reshape(m, -1).view(np.uint8) for a in arrays], axis=1)
-    width = raw.shape[1]
-    if width <= 64:
-        rows = np.ascontiguousarray(raw).view(np.dtype((np.void, width))).ravel().tolist()
-        return [prefix + r for r in rows]
-    return [prefix + hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in raw]
+    if raw.shape[1] > 64:
+        raw = np.frombuffer(b"".join(hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in raw),
+                            dtype=np.uint8).reshape(m, 16)
+    head = np.broadcast_to(np.frombuffer(prefix, dtype=np.uint8), (m, len(prefix)))
+    return np.concatenate([head, raw], axis=1)
 
 
 def _prefix(mode: str, arrays: list[np.ndarray]) -> bytes:
     """Key prefix: the mode (the format rounded to, or scale) and the items' shapes."""
     shapes = repr([a.shape[1:] for a in arrays]).encode()
     return bytes([_MODE_CODE[mode]]) + hashlib.blake2b(shapes, digest_size=3).digest()
+
+
+# --- the in-process memo of whole requests ------------------------------------------------
+
+MEMO_MAX = 1 << 22  # values (items x components) the memo keeps, about 70 MB
+_memo: collections.OrderedDict[bytes, tuple] = collections.OrderedDict()
+_memo_size = [0]
+
+
+def _memoised(kind: str, name: str, mode: str, arrays: list[np.ndarray], compute: Callable[[], tuple]) -> tuple:
+    """``compute()`` for a request (kind, name, mode, the argument arrays' shapes and bytes),
+    or copies of its result if the same request was served in this process already: checks
+    look up one input set several times (value, bound, accuracy scale).  The key holds the
+    engine and whether draws are kept, so neither is bypassed."""
+    h = hashlib.blake2b(repr((kind, name, mode, precision.engine(), _exploring,
+                              [(a.shape, a.dtype.str) for a in arrays])).encode(), digest_size=16)
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).data)
+    key = h.digest()
+    hit = _memo.get(key)
+    if hit is not None:
+        _memo.move_to_end(key)
+        return tuple(x.copy() for x in hit)
+    out = compute()
+    size = sum(x.size for x in out)
+    if size <= MEMO_MAX // 8:
+        _memo[key] = tuple(x.copy() for x in out)
+        _memo_size[0] += size
+        while _memo_size[0] > MEMO_MAX:
+            _memo_size[0] -= sum(x.size for x in _memo.popitem(last=False)[1])
+    return out
 
 
 # --- elementwise values ------------------------------------------------------------------
@@ -234,10 +268,10 @@ class _Plan:
     sgn: np.ndarray
     missing_tables: list[tuple] = field(default_factory=list)
     store: store.PointStore | None = None
-    keys: list[bytes] = field(default_factory=list)
+    keys: np.ndarray | None = None                     # store keys of the positions it serves
     where: np.ndarray | None = None        # positions served by the store
     args: list[tuple] = field(default_factory=list)   # argument tuples of the missing keys
-    missing: list[bytes] = field(default_factory=list)
+    missing: np.ndarray | None = None                  # the distinct keys it lacks
     ids: np.ndarray | None = None                      # store entries of keys found at planning
     persist: bool = False
 
@@ -304,18 +338,15 @@ def _plan(name: str, arrays: list[np.ndarray], mode: str, *, build: bool, bulk: 
     return plan
 
 
-def _missing(s: store.PointStore, keys: list[bytes], persist: bool, args: Callable[[int], tuple]):
+def _missing(s: store.PointStore, keys: np.ndarray, persist: bool, args: Callable[[int], tuple]):
     """The distinct keys absent from the store, their argument tuples, and the entry ids of
     all keys (-1 where absent)."""
     ids = s.find(keys, persist=persist)
-    missing, margs, seen = [], [], set()
-    for i in np.flatnonzero(ids < 0).tolist():
-        k = keys[i]
-        if k not in seen:
-            seen.add(k)
-            missing.append(k)
-            margs.append(args(i))
-    return missing, margs, ids
+    absent = np.flatnonzero(ids < 0)
+    if absent.size > 1:
+        rows = np.ascontiguousarray(keys[absent]).view(np.dtype((np.void, keys.shape[1]))).ravel()
+        absent = absent[np.sort(np.unique(rows, return_index=True)[1])]
+    return keys[absent], [args(i) for i in absent.tolist()], ids
 
 
 def _gather(s: store.PointStore, keys: list[bytes], ids: np.ndarray):
@@ -323,7 +354,7 @@ def _gather(s: store.PointStore, keys: list[bytes], ids: np.ndarray):
     absent = np.flatnonzero(ids < 0)
     if absent.size:
         ids = ids.copy()
-        ids[absent] = s.find([keys[i] for i in absent.tolist()], persist=False)
+        ids[absent] = s.find(keys[absent], persist=False)
     return s.gather(ids)
 
 
@@ -339,10 +370,14 @@ def _compute(name: str, mode: str, args: list[tuple]) -> list[tuple]:
 def _values(name: str, args: tuple[np.ndarray, ...], mode: str) -> tuple[np.ndarray, ...]:
     """(hi, lo, sgn) of the elementwise reference at the broadcast argument arrays."""
     arrays = np.broadcast_arrays(*[np.ascontiguousarray(a, dtype=np.float64) for a in args])
+    return _memoised("values", name, mode, arrays, lambda: _values_of(name, arrays, mode))
+
+
+def _values_of(name: str, arrays: list[np.ndarray], mode: str) -> tuple[np.ndarray, ...]:
     shape = arrays[0].shape
     plan = _plan(name, arrays, mode, build=True)
     if plan.where is not None:
-        if plan.missing:
+        if len(plan.missing):
             plan.store.add(plan.missing, _compute(name, mode, plan.args), persist=plan.persist)
         hi, lo, sgn = _gather(plan.store, plan.keys, plan.ids)
         plan.hi[plan.where], plan.lo[plan.where], plan.sgn[plan.where] = hi[:, 0], lo[:, 0], sgn[:, 0]
@@ -395,8 +430,12 @@ def _items(name: str, args: tuple[np.ndarray, ...], mode: str):
         return np.empty((0, 1)), np.empty((0, 1)), np.empty((0, 1), dtype=np.int8)
     if _elementwise(name, arrays):
         return tuple(v[:, None] for v in _values(name, tuple(arrays), mode))
+    return _memoised("items", name, mode, arrays, lambda: _items_of(name, arrays, mode))
+
+
+def _items_of(name: str, arrays: list[np.ndarray], mode: str):
     s, keys, missing, margs, persist, ids = _item_plan(name, arrays, mode)
-    if missing:
+    if len(missing):
         s.add(missing, _compute(name, mode, margs), persist=persist)
     return _gather(s, keys, ids)
 
@@ -472,14 +511,15 @@ def _problems(f: Callable, problems: list[tuple], mode: str):
             f, [tuple(p) for p in problems], None if mode == SCALE else FORMATS[mode])])
     s = _store(name, "problems")
     prefix = bytes([_MODE_CODE[mode]])
-    keys = []
+    digests = []
     for p in problems:
         parts: list[bytes] = []
         _problem_bytes(tuple(p), parts)
-        keys.append(prefix + hashlib.blake2b(b"".join(parts), digest_size=16).digest())
+        digests.append(prefix + hashlib.blake2b(b"".join(parts), digest_size=16).digest())
+    keys = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(len(problems), 17)
     persist = _persist(True)
     missing, margs, ids = _missing(s, keys, persist, lambda i: tuple(problems[i]))
-    if missing:
+    if len(missing):
         s.add(missing, _compute(name, mode, margs), persist=persist)
     return _gather(s, keys, ids)
 
@@ -553,7 +593,7 @@ class _PointsUnit:
     name: str
     mode: str                    # a format name, or SCALE
     store: store.PointStore
-    keys: list[bytes]
+    keys: np.ndarray             # (n, width) uint8
     args: list[tuple]
     persist: bool
     kind: str
@@ -573,11 +613,14 @@ def prebuild(requests: Iterable[Request], *, jobs: int | None = None,
     planned: dict[int, set] = {}  # keys already in a unit, per store: requests overlap
 
     def add(name, mode, s, keys, args, persist, kind):
+        if keys is None or not len(keys):
+            return
         mine = planned.setdefault(id(s), set())
-        fresh = [(k, a) for k, a in zip(keys, args) if k not in mine]
-        mine.update(k for k, _ in fresh)
+        as_bytes = np.ascontiguousarray(keys).view(np.dtype((np.void, keys.shape[1]))).ravel().tolist()
+        fresh = [i for i, k in enumerate(as_bytes) if k not in mine]
+        mine.update(as_bytes[i] for i in fresh)
         if fresh:
-            units.append(_PointsUnit(name, mode, s, [k for k, _ in fresh], [a for _, a in fresh], persist, kind))
+            units.append(_PointsUnit(name, mode, s, keys[fresh], [args[i] for i in fresh], persist, kind))
 
     for r in requests:
         mode = SCALE if r.scale else r.fmt

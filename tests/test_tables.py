@@ -222,3 +222,28 @@ def test_random_draws_stay_in_the_process_and_derandomised_ones_are_kept(cache):
         tables.exact("act.tanh", (z[:5] + 0.5,), F32)
     tables.flush()
     assert len(_npz(cache)) == 1
+
+
+@pytest.mark.parametrize("collide", [False, True])
+def test_store_index_finds_every_key_across_levels_and_hash_collisions(tmp_path, monkeypatch, collide):
+    # The index orders keys by a 64-bit hash but must confirm every match on the whole key: a
+    # collision must never serve another input's value.  [cache layout]
+    if collide:
+        monkeypatch.setattr(store, "_hash", lambda w: (w[:, 0] & np.uint64(3)).astype(np.uint64))
+    rng = np.random.default_rng(1)
+    s = store.PointStore(tmp_path / "a.npz", "m")
+    n = 600 if collide else 6000  # colliding keys are confirmed one by one
+    keys = rng.integers(0, 256, (n, 12), dtype=np.uint8)
+    for part in np.array_split(np.arange(n), 7):  # several additions: the recent level merges into the main one
+        vals = [((float(i), 0.0, 1),) for i in part.tolist()]
+        s.add(keys[part], vals, persist=True)
+        s.add(keys[part[:3]], [((-1.0, 0.0, 1),)] * 3, persist=True)  # present already: the first value stays
+    ids = s.find(keys, persist=False)
+    assert (s.gather(ids)[0][:, 0] == np.arange(n)).all()
+    other = rng.integers(0, 256, (500, 12), dtype=np.uint8)
+    other[:, 0] = 7  # absent keys (the first byte differs from most, the hash from none when colliding)
+    fresh = ~(other[:, None, :] == keys[None, :, :]).all(axis=2).any(axis=1)
+    assert (s.find(other[fresh], persist=False) == -1).all()
+    s.flush()
+    t = store.PointStore(tmp_path / "a.npz", "m")
+    assert (t.gather(t.find(keys, persist=False))[0][:, 0] == np.arange(n)).all()
