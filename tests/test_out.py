@@ -95,3 +95,30 @@ def test_storage_precision_accumulation_is_graded_not_faithful(pytester):
                               ("out.logsumexp",))
     (rec,) = [r for r in rep["records"] if r["clause"] == "out.logsumexp"]
     assert any(n.startswith("accumulation: not faithful") for n in rec["notes"]), rec["notes"]
+
+
+def test_prebuild_plans_every_value_of_the_deterministic_derivative_checks(monkeypatch):
+    # A cold run computes its reference values in parallel before the tests; a value the plan
+    # misses is computed serially inside a check (the accuracy tier's S_acc once was).  [issue 15]
+    from ffnspec.conformance.checks import derivatives
+    from ffnspec.conformance.machinery import prebuild
+    from ffnspec.conformance.machinery.records import Record
+    from ffnspec.reference import tables
+    clauses = [c for c in spec.select(kind="reduction_derivative") if c.tolerance.accuracy is not None]
+    assert clauses
+    old = tables.cache_dir()
+    tables.set_cache_dir(None)
+    try:
+        tables.prebuild(prebuild.requests(clauses, ("float32",)), jobs=1)
+        tables.prebuild(prebuild.derivative_requests(clauses, ("float32",)), jobs=1)
+        computed = []
+        monkeypatch.setattr(tables, "_compute", lambda name, mode, args: computed.append((name, mode)) or [])
+        t = Target(load_backend("numpy"), "numpy", "float32", "cpu")
+        for c in clauses:
+            for mode in c.extra["modes"]:
+                record = Record(clause=c.id, backend="numpy", dtype="float32", device="cpu", mode=mode)
+                for salt, group in enumerate(rows.groups(c.extra["vectors"], t.fmt)):
+                    derivatives.reduction(c, t, record, group, mode=mode, salt=salt)
+        assert not computed, sorted(set(computed))
+    finally:
+        tables.set_cache_dir(old)

@@ -9,7 +9,8 @@ What is requested, per selected clause and dtype (``requests``):
       region (z, and -z, 2z for identities) for float32 and float64;
   reductions: the value reference and its error scales at the recipe's deterministic groups;
   reduction derivatives (a second stage: the domain filter reads the first stage's values):
-      each mode's reference and scales at the groups with their seeded directions.
+      each mode's reference and scales (the clause's accuracy scale included) at the groups
+      with their seeded directions.
 Everything else (hypothesis draws, structured problems) is computed when a check asks, and the
 bulk of it is cached for the next run.
 """
@@ -96,6 +97,8 @@ def derivative_requests(clauses: list[spec.Clause], dtypes: tuple[str, ...]) -> 
                     out.append(Request(ref["reference"], dtype, args, items=True))
                     out += [Request(ref[s], dtype, args, items=True, scale=True)
                             for s in ("scale", "accumulation", "underflow") if ref.get(s)]
+                    if c.tolerance.accuracy_scale:  # the accuracy tier's S_acc at the same arguments
+                        out.append(Request(c.tolerance.accuracy_scale, dtype, args, items=True, scale=True))
     return out
 
 
