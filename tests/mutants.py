@@ -34,6 +34,7 @@ class Mutant(NumpyBackend):
     catches: tuple[str, ...] = ()
     spares: tuple[str, ...] = ()
     dtypes_run: tuple[str, ...] = ("float32",)
+    profile = "ci"                         # the run's profile (thorough: the 16-bit limit rows too)
     clauses: tuple[str, ...] = ()          # globs for --ffnspec-clauses; default: the clauses named above
     says = ""                              # text every caught clause's message must contain
     finds: tuple[str, ...] = ()            # clauses with accuracy findings (the verdict stays pass)

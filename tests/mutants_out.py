@@ -436,6 +436,56 @@ class KlGradUnnormalised(OutMutant):
     rules = {"kl_div": (lambda xp, ops, ans, g, z, p: (xp.asarray(g)[..., None] * (xp.exp(z) * _s(p) - p), None),
                         lambda xp, ops, ans, ts, z, p: xp.sum((xp.exp(z) * _s(p) - p) * backprop._t(ts[0], z), axis=-1))}
 
+class CrossEntropyLabelsUint16(OutMutant):
+    defect = "class labels stored as 16-bit indices: only rows longer than 2^16 (profile thorough) show it"
+    catches = ("out.ce@float16",)
+    dtypes_run = ("float16",)
+    profile = "thorough"
+    replace = {"cross_entropy": lambda z, y: _cross_entropy(z, np.asarray(y).astype(np.uint16).astype(np.int64))}
+
+
+def _softmax_sequential(z):
+    """Softmax whose row sum runs left to right in the 16-bit storage format: 1 + 1 + ... stalls
+    at 2^11 in float16, so a tied row of 2^16 + 1 entries gives 1/2048 for 1/65537."""
+    z = np.asarray(z)
+    m = np.max(z, axis=-1, keepdims=True)
+    e = np.exp(np.where(np.isfinite(m), z - m, z).astype(np.float32)).astype(z.dtype)
+    s = np.cumsum(e, axis=-1, dtype=z.dtype)[..., -1:]
+    return (e.astype(np.float32) / s.astype(np.float32)).astype(z.dtype)
+
+
+class SoftmaxSequentialSum(OutMutant):
+    defect = "softmax's row summed sequentially in float16 (stalls at 2^11 = 2048; the 1000-entry rows already show it)"
+    catches = ("out.softmax@float16",)
+    dtypes_run = ("float16",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops = OpTable({**self.ops, "softmax": self._quiet(_softmax_sequential)})
+
+
+def _logsumexp_storage_sum(z):
+    """max z + log sum e^(z - max z) with the sum held in the 16-bit storage format (torch 2.13's
+    CPU float16 logsumexp): a row whose terms sum past 65504 gives inf."""
+    z = np.asarray(z)
+    m = np.max(z, axis=-1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)  # all -inf -> -inf, an inf entry -> inf (no inf - inf)
+    e = np.exp((z - m).astype(np.float32)).astype(z.dtype)
+    s = np.sum(e, axis=-1, dtype=z.dtype)
+    return (m[..., 0].astype(np.float32) + np.log(s.astype(np.float32))).astype(z.dtype)
+
+
+class LogsumexpStorageSum(OutMutant):
+    defect = "logsumexp's sum of e^(z - max) kept in float16: inf once it passes 65504 (rows of 2^16 + 1, thorough)"
+    catches = ("out.logsumexp@float16",)
+    dtypes_run = ("float16",)
+    profile = "thorough"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops = OpTable({**self.ops, "logsumexp": self._quiet(_logsumexp_storage_sum)})
+
+
 MUTANTS = [c for c in OutMutant.__subclasses__() if c.catches]
 
 

@@ -37,7 +37,8 @@ def selection(m: type[mutants.Mutant]) -> tuple[str, ...]:
 def test_mutant_is_caught(pytester: pytest.Pytester, mutant: type[mutants.Mutant]) -> None:
     # A check that cannot fail proves nothing (array-api-tests' logaddexp = max + 5); the
     # clause id in the message is the citation a user acts on.  [act.*] [num.*]
-    ret, rep, out = run_suite(pytester, f"{mutant.__module__}:{mutant.__name__}", mutant.dtypes_run, selection(mutant))
+    profile = () if mutant.profile == "ci" else (f"--ffnspec-profile={mutant.profile}",)
+    ret, rep, out = run_suite(pytester, f"{mutant.__module__}:{mutant.__name__}", mutant.dtypes_run, selection(mutant), *profile)
     assert ret == pytest.ExitCode.TESTS_FAILED and not rep["summary"]["conforms"], out
     for entry in mutant.catches:
         clause = parse(entry)[0]
@@ -51,7 +52,7 @@ def test_mutant_is_caught(pytester: pytest.Pytester, mutant: type[mutants.Mutant
         got = matching(rep, entry)
         assert got and all(r["verdict"] == "pass" for r in got), (entry, [r["verdict"] for r in got])
     # The same selection passes on the correct backend, so the defect is what was caught.
-    ret, base, out = run_suite(pytester, "numpy", mutant.dtypes_run, selection(mutant))
+    ret, base, out = run_suite(pytester, "numpy", mutant.dtypes_run, selection(mutant), *profile)
     assert ret == pytest.ExitCode.OK and base["summary"]["conforms"], out
     for entry in mutant.catches:
         assert matching(base, entry) and all(r["verdict"] == "pass" for r in matching(base, entry))

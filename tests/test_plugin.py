@@ -81,7 +81,7 @@ def test_clauses_matching_nothing(pytester):
     ('[[deviation]]\nclause = "act.sigmoid"\nreason = "r"\ndtype = 32\n', "'dtype' must be a string or a list"),
     ('[[deviation]]\nclause = "act.sigmoid"\nreason = "r"\nceiling = -1\n', "'ceiling' must be a non-negative"),
     ('[[deviation]]\nclause = "act.sigmoid"\nreason = "r"\nregion = [[1, 0]]\n', "'region' must be a list"),
-    ('[[deviation]]\nclause = "act.sigmoid"\nreason = "r"\nwhere = "subnormal"\n', "'where' must be one of ['nonfinite']"),
+    ('[[deviation]]\nclause = "act.sigmoid"\nreason = "r"\nwhere = "subnormal"\n', "'where' must be one of ['nonfinite', 'rows_beyond_65504']"),
 ])
 def test_malformed_xfail_file(pytester, text, says):
     # A deviation file that is silently misread would hide a failure.  [act.sigmoid]
@@ -184,6 +184,28 @@ def test_deviation_scoped_to_nonfinite_inputs(pytester, mutant, verdict):
         pytester, '[[deviation]]\nclause = "out.bce"\nreason = "0 * inf"\nwhere = "nonfinite"\n'), cache=False)
     (rec,) = report["records"]
     assert rec["verdict"] == verdict, (rec["verdict"], rec["message"])
+
+
+@pytest.mark.parametrize("where, verdict", [("rows_beyond_65504", "deviation"), ("nonfinite", "fail")])
+def test_deviation_scoped_to_long_rows(pytester, where, verdict):
+    # where = "rows_beyond_65504" excuses a float16 sum overflowing on rows longer than float16's
+    # range (torch's logsumexp), and nothing on other rows.  [out.logsumexp]
+    ret, report, out = run_suite(pytester, "tests.mutants_out:LogsumexpStorageSum", ("float16",), ("out.logsumexp",),
+                                 "--ffnspec-profile=thorough", xfail_file(
+        pytester, f'[[deviation]]\nclause = "out.logsumexp"\nreason = "sum in float16"\nwhere = "{where}"\n'), cache=False)
+    (rec,) = report["records"]
+    assert rec["verdict"] == verdict, (rec["verdict"], rec["message"])
+
+
+def test_deviation_whose_scope_no_input_reaches_is_not_stale(pytester):
+    # The default profile draws no row past 65504 entries: the declaration is not exercised, so
+    # it is neither stale nor a deviation, and the record is judged on its own.  [out.logsumexp]
+    ret, report, out = run_suite(pytester, "tests.mutants_out:LogsumexpStorageSum", ("float16",), ("out.logsumexp",),
+                                 xfail_file(pytester, '[[deviation]]\nclause = "out.logsumexp"\nreason = "sum in float16"\n'
+                                                      'where = "rows_beyond_65504"\n'), cache=False)
+    (rec,) = report["records"]
+    assert rec["verdict"] == "pass" and ret == pytest.ExitCode.OK, (rec["verdict"], out)
+    assert any(n.startswith("declared deviation not exercised") for n in rec["notes"]), rec["notes"]
 
 
 def test_deviation_scoped_to_one_mode(pytester):

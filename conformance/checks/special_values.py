@@ -34,7 +34,9 @@ def elementwise(clause: spec.Clause, target: Target, record: Record, *, mode: st
     same = (y == want) | (np.isnan(y) & np.isnan(want))
     zero_sign_ok = ~((want == 0) & signed) | (np.signbit(y) == np.signbit(want))
     bad = ~(same & zero_sign_ok)
-    record.observe(inputs=[z], error=bad.astype(np.float64), output=y, exact=want)
+    # a wrong special value is infinitely far from its criterion: no declared scope's ceiling or
+    # the MUST threshold can pass it, only a scope's region or predicate
+    record.observe(inputs=[z], error=np.where(bad, np.inf, 0.0), output=y, exact=want)
     record.violations += int(bad.sum())
     if bad.any():
         i = int(np.argmax(bad))
@@ -75,12 +77,11 @@ def reduction(clause: spec.Clause, target: Target, record: Record) -> None:
         if entry.get("signed", True):
             same &= (want != 0) | (np.signbit(y) == np.signbit(want))
         bad = ~same
-        observe_items(record, group, bad.astype(np.float64), y, want)
+        observe_items(record, group, np.where(bad, np.inf, 0.0), y, want)  # as in elementwise
         record.violations += int(bad.sum())
         if bad.any():
             record.worst_input = [float(v) for a in group for v in np.ravel(a)]
             record.worst_output, record.worst_exact = float(y[bad][0]), float(want[bad][0])
-            record.max_error = 1.0
             fail_items(record, clause, target,
                        what=f"special value: {clause.op}{tuple(entry['args'])} must be {entry['value']}",
                        criterion="exact special values", repro=reproduce.row_value(target, clause.op, group, 0))

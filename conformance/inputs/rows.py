@@ -36,6 +36,12 @@ from ffnspec.reference.floatformat import Format, round_array
 LENGTHS = (1, 2, 3, 8, 17, 1000, 1026)
 SPREADS = (1.0, 10.0, 1000.0)
 LONG = 1000  # rows at least this long get fewer kinds (reference cost)
+# The 16-bit limits (profile ``thorough``, 16-bit formats): a row of 2^16 + 1 entries passes the
+# range of a 16-bit index (labels up to 2^16) and the counts a sequential 16-bit sum can carry
+# (2^11 in float16, 2^8 in bfloat16: 1 + 1 + ... stalls there); its sum of squares passes
+# float16's largest finite value (65504) where the mean does not.
+LIMIT_LENGTH = 2 ** 16 + 1
+LIMIT_RECIPES = ("logits", "logits_labels", "regression")
 
 Group = tuple[np.ndarray, ...]
 
@@ -369,8 +375,31 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
-def groups(name: str, fmt: Format) -> list[Group]:
-    return RECIPES[name].groups(fmt)
+def groups(name: str, fmt: Format, *, limits: bool = False) -> list[Group]:
+    """The recipe's deterministic groups; with ``limits``, for 16-bit formats, also a group at
+    the 16-bit limits (LIMIT_LENGTH; value clauses only: a derivative of a row has a component
+    per entry, and each costs a reference evaluation)."""
+    out = RECIPES[name].groups(fmt)
+    if limits and fmt.p <= 11 and name in LIMIT_RECIPES:
+        out = out + [_limit_group(name, fmt)]
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _limit_group(name: str, fmt: Format) -> Group:
+    """One row of LIMIT_LENGTH entries (a vector reference stores every component, so one):
+    all tied for the softmax family (softmax 1/n, a sum of n ones); N(0, 1) for cross-entropy,
+    labelled with the last class (index 2^16) and the first; N(0, 16) pairs for the regression
+    losses (sum of squares about 2^21, mean about 32)."""
+    n = LIMIT_LENGTH
+    rng = _rng("limits", name, fmt.name)
+    if name == "regression":
+        yh, y = (_fit(rng.standard_normal((1, n)) * 4, fmt) for _ in range(2))
+        return (yh, _untie(yh, y, fmt))
+    if name == "logits":
+        return (_fit(np.full((1, n), 0.5), fmt),)
+    z = _fit(rng.standard_normal((1, n)), fmt)
+    return (np.repeat(z, 2, axis=0), np.array([n - 1, 0], dtype=np.float64))
 
 
 def strategy(name: str, fmt: Format) -> st.SearchStrategy[Group] | None:

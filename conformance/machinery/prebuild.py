@@ -7,7 +7,8 @@ What is requested, per selected clause and dtype (``requests``):
       and accuracy scale, the references and the ops' accuracy clauses of its relations) --
       complete tables for 16-bit formats (one per fixed slope alpha), the deterministic
       region (z, and -z, 2z for identities) for float32 and float64;
-  reductions: the value reference and its error scales at the recipe's deterministic groups;
+  reductions: the value reference and its error scales at the recipe's deterministic groups
+      (with the 16-bit limit rows in the ``thorough`` profile);
   reduction derivatives (a second stage: the domain filter reads the first stage's values):
       each mode's reference and scales (the clause's accuracy scale included) at the groups
       with their seeded directions.
@@ -41,7 +42,7 @@ def _references(c: spec.Clause) -> tuple[set[str], set[str]]:
     return exact, scales
 
 
-def requests(clauses: list[spec.Clause], dtypes: tuple[str, ...]) -> list:
+def requests(clauses: list[spec.Clause], dtypes: tuple[str, ...], *, limits: bool = False) -> list:
     """The bulk reference values of a run over these clauses and dtypes (module docstring)."""
     from ffnspec.conformance.inputs import rows, scalars
     from ffnspec.reference.tables import Request
@@ -68,7 +69,7 @@ def requests(clauses: list[spec.Clause], dtypes: tuple[str, ...]) -> list:
                             out.append(Request(ref, dtype, (arg,) if ah is None else (arg, np.full_like(arg, ah)),
                                                scale=ref in scales))
             elif c.kind == "reduction":
-                for group in rows.groups(c.extra["vectors"], fmt):
+                for group in rows.groups(c.extra["vectors"], fmt, limits=limits):
                     out.append(Request(c.reference, dtype, group, items=True))
                     out += [Request(s, dtype, group, items=True, scale=True)
                             for s in (c.tolerance.scale, c.tolerance.accumulation, c.tolerance.underflow,
@@ -137,13 +138,13 @@ class TerminalLine:
             self.tr.write_line(line)
 
 
-def fingerprint(clauses: list[spec.Clause], dtypes: tuple[str, ...]) -> str:
+def fingerprint(clauses: list[spec.Clause], dtypes: tuple[str, ...], *, limits: bool = False) -> str:
     """What decides a run's requests: the clauses, the dtypes and the source of the spec, the
     reference and the conformance package (inputs, checks, this planner)."""
     import hashlib
     from pathlib import Path
     from ffnspec import conformance, reference
-    h = hashlib.blake2b(repr(([c.id for c in clauses], dtypes)).encode(), digest_size=16)
+    h = hashlib.blake2b(repr(([c.id for c in clauses], dtypes, limits)).encode(), digest_size=16)
     for pkg in (spec, reference, conformance):
         root = Path(pkg.__file__).parent
         for f in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".toml")):
@@ -155,17 +156,19 @@ def run(config, session) -> None:
     """Prebuild what the session's clauses and dtypes need, unless an earlier run with the same
     fingerprint built it all (then planning is skipped; values evicted since are computed when
     a check asks, so the stamp decides speed, never results)."""
+    from ffnspec.conformance.machinery.session import LIMIT_PROFILES
     from ffnspec.reference import tables
     clauses = spec.select(patterns=session.patterns)
+    limits = session.profile in LIMIT_PROFILES
     stamp = None
     if tables.cache_dir() is not None:
-        stamp = tables.cache_dir() / "prebuilt" / fingerprint(clauses, session.dtypes)
+        stamp = tables.cache_dir() / "prebuilt" / fingerprint(clauses, session.dtypes, limits=limits)
         if stamp.exists():
             return
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     progress = TerminalLine(reporter) if reporter is not None else None
     n = jobs(config.option.ffnspec_jobs)
-    summary = tables.prebuild(requests(clauses, session.dtypes), jobs=n, progress=progress)
+    summary = tables.prebuild(requests(clauses, session.dtypes, limits=limits), jobs=n, progress=progress)
     second = tables.prebuild(derivative_requests(clauses, session.dtypes), jobs=n, progress=progress)
     summary = tables.Summary(summary.units + second.units, summary.values + second.values,
                              summary.seconds + second.seconds, n)

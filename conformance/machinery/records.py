@@ -81,10 +81,12 @@ class Record:
     curve: dict[str, list[float]] | None = None  # {"x", "error"}: down-sampled error (criterion units) vs input
     ulp_hist: list[int] | None = None  # counts of ULP errors in the bins of ULP_EDGES, then non-finite
     scope: Any = field(default=None, repr=False, compare=False)  # the declared deviation (not reported)
+    scope_reached: bool = field(default=False, repr=False, compare=False)  # an input lay in its scope
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("scope")
+        d.pop("scope_reached")
         for k in ("max_error", "max_ulp", "worst_output", "worst_exact", "accuracy_error"):
             v = d[k]
             if v is not None and not np.isfinite(v):
@@ -158,6 +160,7 @@ class Record:
         limit = {"ulp": self.must, "mixed": self.must, "identity": 1.0}.get(self.criterion, 0.0)
         bad = ~(error <= (limit if limit is not None else 0.0))
         out = bad & ~self.scope.covers(inputs, error)
+        self.scope_reached = self.scope_reached or bool(self.scope.covers(inputs, np.zeros_like(error)).any())
         if out.any():
             self.unexcused += int(out.sum())
             i = int(np.argmax(np.where(out, np.nan_to_num(error, nan=np.inf, posinf=np.inf), -1.0)))

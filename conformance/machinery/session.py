@@ -25,6 +25,7 @@ PROFILES = {
     "thorough": dict(max_examples=400),
     "strict": dict(max_examples=20, derandomize=True),  # ci, with accuracy findings failing
 }
+LIMIT_PROFILES = ("thorough",)  # profiles whose deterministic groups include the 16-bit limits (inputs/rows.py)
 DERIVATIVE_MODES = ("vjp", "jvp")
 
 
@@ -36,6 +37,7 @@ class Case:
     record: Record
     settings: Any
     deviation: xfails.Deviation | None = None
+    limits: bool = False  # the deterministic groups include the 16-bit limits (LIMIT_PROFILES)
 
     @property
     def id(self) -> str:
@@ -125,7 +127,8 @@ def _adapter_deviations(b: Backend, spec_name: str) -> list[xfails.Deviation]:
 def groups(case: Case) -> list[tuple]:
     """The deterministic groups of the clause's recipe (clauses over rows and batches)."""
     from ffnspec.conformance.inputs import rows
-    return rows.groups(case.clause.extra["vectors"], case.target.fmt)
+    return rows.groups(case.clause.extra["vectors"], case.target.fmt,
+                       limits=case.limits and case.clause.kind == "reduction")
 
 
 def explore_groups(case: Case, check: Callable, **kw) -> None:
@@ -162,6 +165,7 @@ class Session:
     record_items: list[int] = field(default_factory=list)  # each record's test item, by collection position
     pending: dict[tuple, int] = field(default_factory=dict)  # record key -> checks not yet run
     excused: set[tuple] = field(default_factory=set)        # keys where a declared deviation showed (or no op)
+    reached: set[tuple] = field(default_factory=set)        # keys where some input lay in a scoped deviation's scope
     strict: bool = False                                     # accuracy findings fail
 
     def __post_init__(self) -> None:
@@ -254,7 +258,7 @@ class Session:
             target = Target(self.backend, self.backend_spec, dtype, device, strict=self.strict)
             rec = Record(clause=clause.id, backend=self.backend.name, dtype=dtype, device=device, mode=mode,
                          criterion=clause.tolerance.criterion, must=clause.tolerance.must)
-            case = Case(clause, target, mode, rec, self.hypothesis_settings)
+            case = Case(clause, target, mode, rec, self.hypothesis_settings, limits=self.profile in LIMIT_PROFILES)
             for dev in self.deviations:
                 if dev.matches(clause=clause.id, backend=self.backend.name, dtype=dtype, device=device, mode=mode):
                     case.deviation = rec.scope = dev

@@ -12,7 +12,8 @@ TOML, one ``[[deviation]]`` table per entry:
     reproducer = "torch.nn.functional.softplus(torch.tensor([20.5], dtype=torch.float64))"
     ceiling = 6.2e5                  # optional: the largest error (criterion units) excused
     region = [[20.0, 1e300]]         # optional: [min, max] per argument of the op's input
-    where = "nonfinite"              # optional predicate: only items with an inf or NaN input
+    where = "nonfinite"              # optional predicate (WHERE): only items with an inf or NaN
+                                     # input; "rows_beyond_65504": only rows of more entries than that
 
 A scoped entry (ceiling, region, where, or several) excuses only the violations inside its scope:
 one above the ceiling or outside the region fails the check as usual, so a new defect in
@@ -28,7 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _KEYS = {"clause", "backend", "dtype", "device", "mode", "reason", "reproducer", "ceiling", "region", "where"}
-WHERE = {"nonfinite": "an input entry is infinite or NaN"}  # the predicates ``where`` may name
+WHERE = {  # the predicates ``where`` may name
+    "nonfinite": "an input entry is infinite or NaN",
+    "rows_beyond_65504": "the row has more than 65504 entries (a sum of its e^(z - max z) can pass float16's range)",
+}
 
 
 class XfailFileError(ValueError):
@@ -69,6 +73,10 @@ class Deviation:
                 continue
             a = a.reshape(error.size, -1)
             inside &= np.all((a >= bounds[0]) & (a <= bounds[1]), axis=1)
+        if self.where == "rows_beyond_65504":
+            a = np.asarray(inputs[0]) if inputs else np.empty(0)
+            n = a.size // max(error.size, 1) if a.size % max(error.size, 1) == 0 else 0
+            inside &= n > 65504
         if self.where == "nonfinite":
             some = np.zeros(error.shape, dtype=bool)
             for arg in inputs:
