@@ -81,7 +81,6 @@ def _unshuffled(b: np.ndarray, dtype: np.dtype) -> np.ndarray:
 def save(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write an .npz atomically (a unique temporary file, then rename over ``path``); numeric
     1-d arrays are stored byte-shuffled (``_shuffled``) under ``<name>.<dtype>``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     packed = {}
     if "meta" in arrays:
         arrays = {**arrays, "meta": np.array(str(arrays["meta"]) + FORMAT)}
@@ -91,10 +90,17 @@ def save(path: Path, arrays: dict[str, np.ndarray]) -> None:
             packed[f"{k}.{a.dtype.str}"] = _shuffled(a)
         else:
             packed[k] = a
+    write_atomically(path, lambda fh: np.savez_compressed(fh, **packed))
+
+
+def write_atomically(path: Path, write) -> None:
+    """``write(fh)`` into a unique temporary file beside ``path``, synced, then renamed over it:
+    readers see the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **packed)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -142,24 +142,13 @@ def _table_meta(key: tuple) -> str:
 
 
 def _seeded(path: Path) -> None:
-    """Put the shipped file of this name into the cache if the cache lacks it (atomically: a
-    copy in the same directory, renamed)."""
+    """Put the shipped file of this name into the cache if the cache lacks it (atomically)."""
     if _seed_dir is None or path.exists():
         return
     shipped = _seed_dir / path.parent.name / path.name
-    if not shipped.is_file():
-        return
-    import shutil
-    import tempfile
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, open(shipped, "rb") as src:
-            shutil.copyfileobj(src, out)
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    if shipped.is_file():
+        with contextlib.suppress(OSError):  # a cache that cannot be written computes instead
+            store.write_atomically(path, lambda fh: fh.write(shipped.read_bytes()))
 
 
 def _load_table(key: tuple) -> Table | None:
