@@ -6,6 +6,7 @@ and hypothesis-drawn groups (clauses over rows and batches)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 from dataclasses import dataclass, field
 from importlib import resources
@@ -15,7 +16,7 @@ import pytest
 
 from ffnspec import spec
 from ffnspec.adapters import DTYPES, Backend, BackendError, load_backend
-from ffnspec.conformance.machinery import registry, xfails
+from ffnspec.conformance.machinery import draws, registry, xfails
 from ffnspec.conformance.machinery.harness import NotImplementedByBackend, Target
 from ffnspec.conformance.machinery.records import Record
 
@@ -71,6 +72,9 @@ class Case:
         from hypothesis import given
         # the name ``inputs`` is kept: hypothesis derandomises from the source text of ``explore``
         from ffnspec.conformance.inputs import scalars as inputs
+        run = draws.Exploration(("arrays", self.target.fmt.name, self.clause.domain), self.settings)
+        body = functools.partial(check, self.clause, self.target, self.record, **kw)
+        check = run.recording(check, 3)
 
         @self.settings
         @given(inputs.arrays(self.target.fmt, self.clause.domain))
@@ -79,7 +83,9 @@ class Case:
 
         from ffnspec.reference import tables
         with tables.exploring(repeatable=self.settings.derandomize):  # random draws: not cached (seeds do not grow it)
-            explore()
+            if not run.replay(body, self.record):
+                explore()
+                run.keep()
 
 
 def check_writable_dir(path: str, option: str) -> None:
@@ -142,6 +148,11 @@ def explore_groups(case: Case, check: Callable, **kw) -> None:
     if strategy is None:
         return
 
+    chosen = settings(case.settings, max_examples=max(1, case.settings.max_examples * 2 // 5))
+    run = draws.Exploration(("groups", case.clause.extra["vectors"], case.target.fmt.name), chosen)
+    body = functools.partial(check, case.clause, case.target, case.record, **kw)
+    check = run.recording(check, 3)
+
     @settings(case.settings, max_examples=max(1, case.settings.max_examples * 2 // 5))
     @given(strategy)
     def explore(group):
@@ -149,7 +160,9 @@ def explore_groups(case: Case, check: Callable, **kw) -> None:
 
     from ffnspec.reference import tables
     with tables.exploring(repeatable=case.settings.derandomize):  # random draws: not cached (seeds do not grow it)
-        explore()
+        if not run.replay(body, case.record):
+            explore()
+            run.keep()
 
 
 @dataclass
