@@ -68,6 +68,7 @@ def set_cache_dir(path: str | os.PathLike | None, *, seeded: bool = True) -> Non
     _tables.clear()
     _stores.clear()
     _absent.clear()
+    _listed.clear()
     _memo.clear()
 
 
@@ -151,12 +152,35 @@ def _seeded(path: Path) -> None:
             store.write_atomically(path, lambda fh: fh.write(shipped.read_bytes()))
 
 
+_listed: dict[Path, set[str]] = {}  # file names per directory, listed once per process
+
+
+def _present(path: Path) -> bool:
+    """Whether the cache or the shipped values hold a file of this name, from one listing of
+    each directory per process: a table another process writes later is computed again here
+    (speed, never results), and a table this process writes is added (``_save_table``)."""
+    dirs = [path.parent] + ([_seed_dir / path.parent.name] if _seed_dir is not None else [])
+    for d in dirs:
+        names = _listed.get(d)
+        if names is None:
+            try:
+                names = _listed[d] = set(os.listdir(d))
+            except OSError:
+                names = _listed[d] = set()
+        if path.name in names:
+            return True
+    return False
+
+
 def _load_table(key: tuple) -> Table | None:
     t = _tables.get(key)
     if t is not None:
         return t
+    if _cache_dir is None or key in _absent:
+        return None
     path = _table_path(key)
-    if path is None or key in _absent:
+    if not _present(path):
+        _absent.add(key)
         return None
     _seeded(path)
     data = store.load(path, _table_meta(key))
@@ -188,6 +212,7 @@ def _save_table(key: tuple, idx: np.ndarray, packed: Packed) -> Table:
     path = _table_path(key)
     if path is not None:
         store.save(path, {"meta": np.array(_table_meta(key)), "hi": hi, "lo": lo, "sgn": sgn})
+        _listed.setdefault(path.parent, set()).add(path.name)
     return t
 
 
@@ -741,6 +766,7 @@ def _run(units: list, *, jobs: int, progress: Callable[[Progress], None] | None)
         path = _table_path(u.key)
         with store.locked(path):
             _absent.discard(u.key)
+            _listed.pop(path.parent, None)  # list again: it was written after our listing
             if _load_table(u.key) is None:
                 total += _compute_units([u], 1, progress, units_total=len(units))
     return total
