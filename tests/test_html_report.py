@@ -154,3 +154,40 @@ def test_html_command_needs_a_report_directory(tmp_path: Path, capsys: pytest.Ca
     from ffnspec.cli import main
     assert main(["html", str(tmp_path)]) == 2
     assert "has no report.json" in capsys.readouterr().err
+
+
+def _page_data(errors: list[float]) -> dict:
+    r = Record(clause="act.sigmoid", backend="numpy", dtype="float16", device="cpu", verdict="fail",
+               criterion="ulp", must=1.0, examples=3, violations=1, reproducer="print(1)",
+               curve={"x": [0.0, 1.0, 2.0], "error": errors}, ulp_hist=[2, 0, 0, 1, 0, 0, 0, 0, 0])
+    return {"schema": 2, "ffnspec": "0", "edition": "2026.1", "created": "now", "profile": "ci",
+            "backend": {"name": "numpy", "spec": "numpy", "conventions": {}}, "dtypes": ["float16"],
+            "devices": ["cpu"], "environment": {"python": "3", "platform": "x", "numpy": "2"},
+            "summary": {"verdicts": {"fail": 1}, "conforms": False, "complete": True, "declared_deviations": 0,
+                        "accuracy_findings": 0, "verdict": "does not conform"},
+            "deviations": [], "records": [r.to_json()]}
+
+
+@pytest.mark.skipif(not plots.available(), reason="needs matplotlib (the report extra)")
+def test_a_warm_report_draws_nothing_and_is_the_same_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Plots are functions of the records: the next report of the same records takes them from
+    # the cache (drawing was a tenth of a warm run) and the page is byte for byte the same;
+    # changed records are drawn again.
+    from ffnspec.reference import tables
+    monkeypatch.setattr(tables, "_cache_dir", tmp_path)
+    monkeypatch.setattr(plots, "_images", None)
+    monkeypatch.setattr(plots, "_used", {})
+    first = tmp_path / "a"
+    first.mkdir()
+    html_report.write(_page_data([0.1, 3.0, 0.2]), first)
+    assert (tmp_path / "plots" / "images.json").exists()
+    drawn = []
+    monkeypatch.setattr(plots, "_figure", lambda *a: drawn.append(a) or pytest.fail("drew a kept plot"))
+    monkeypatch.setattr(plots, "_images", None)  # a new process: read back from the cache
+    second = tmp_path / "b"
+    second.mkdir()
+    html_report.write(_page_data([0.1, 3.0, 0.2]), second)
+    assert (first / "report.html").read_bytes() == (second / "report.html").read_bytes()
+    monkeypatch.setattr(plots, "_figure", lambda *a: drawn.append(a) or pytest.fail("drawn"))
+    with pytest.raises(pytest.fail.Exception, match="drawn"):
+        html_report.render(_page_data([0.1, 4.0, 0.2]))

@@ -281,4 +281,5 @@ def write(data: dict, directory: str | Path, *, with_plots: bool | None = None) 
     start = time.perf_counter()
     path = Path(directory) / "report.html"
     path.write_text(render(data, with_plots=with_plots), encoding="utf-8")
+    plots.save_images()
     return path, time.perf_counter() - start

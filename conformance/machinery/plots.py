@@ -8,13 +8,81 @@ network and no file beside it.
 from __future__ import annotations
 
 import base64
+import functools
+import hashlib
 import io
+import json
 import math
 import re
-from typing import Sequence
+from pathlib import Path
+from typing import Callable, Sequence
 
 INSTALL_HINT = "pip install 'ffnspec[report]' (matplotlib), then `ffnspec html REPORT_DIR` re-renders this page from report.json"
 _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+
+
+# ---- rendered images, kept between runs: a plot is a function of its data, so a warm run's
+# report (the same records) draws nothing.  Kept in the reference cache's plots/ (its size
+# bound covers it), keyed by the data, the renderer and matplotlib's version; at most
+# KEEP_IMAGES, the ones of the latest report first.
+KEEP_IMAGES = 2000
+_images: dict[str, str] | None = None
+_used: dict[str, None] = {}
+_added = [False]
+
+
+def _images_path() -> Path | None:
+    from ffnspec.reference import tables
+    root = tables.cache_dir()
+    return None if root is None else root / "plots" / "images.json"
+
+
+def _loaded() -> dict[str, str]:
+    global _images
+    if _images is None:
+        path = _images_path()
+        try:
+            _images = json.loads(path.read_text(encoding="utf-8")) if path is not None and path.exists() else {}
+        except (OSError, ValueError):
+            _images = {}
+        if not isinstance(_images, dict):
+            _images = {}
+    return _images
+
+
+def kept(render: Callable[..., str | None]) -> Callable[..., str | None]:
+    """``render(*data)`` -> a data URI, looked up by the data before drawing."""
+    @functools.wraps(render)
+    def cached(*args, **kw):
+        import matplotlib
+        text = json.dumps([render.__name__, matplotlib.__version__, _SOURCE, args, kw], sort_keys=True,
+                          default=lambda a: a.tolist() if hasattr(a, "tolist") else repr(a))
+        key = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+        images = _loaded()
+        uri = images.get(key)
+        if uri is None:
+            uri = render(*args, **kw)
+            if uri is not None:
+                images[key] = uri
+                _added[0] = True
+        _used[key] = None
+        return uri
+    return cached
+
+
+def save_images() -> None:
+    """Write the kept images (the latest report's first), if this process drew any."""
+    path = _images_path()
+    if path is None or not _added[0] or _images is None:
+        return
+    order = list(_used) + [k for k in _images if k not in _used]
+    keep = {k: _images[k] for k in order[:KEEP_IMAGES] if k in _images}
+    from ffnspec.reference import store
+    try:
+        store.write_atomically(path, lambda fh: fh.write(json.dumps(keep).encode()))
+    except OSError:  # a read-only cache only costs the next report its drawing
+        return
+    _added[0] = False
 
 
 def available() -> bool:
@@ -64,6 +132,7 @@ def _number(v) -> float:
 Series = tuple[str, Sequence, Sequence]  # label (mode, device), inputs, errors (criterion units)
 
 
+@kept
 def error_curve(panels: dict[str, Sequence[Series]], bound: float | None, *, title: str, unit: str) -> str:
     """Error (criterion units) against the input: one panel per dtype (each over its own input
     range: float16 spans +-65504, float64 +-1.8e308), one line per series (mode, device), the
@@ -117,6 +186,7 @@ def _error_curve(panels: dict[str, Sequence[Series]], bound: float | None, title
     return _uri(fig)
 
 
+@kept
 def ulp_histogram(counts: dict[str, Sequence[int]], edges: Sequence[float]) -> str:
     """Inputs per ULP-error bin, grouped bars per dtype, log count axis."""
     fig = _figure(6.4, 2.6)
@@ -157,6 +227,7 @@ def _mathtext(tex: str) -> str:
     return s
 
 
+@kept
 def statement_image(tex: str) -> str | None:
     """A statement rendered with mathtext, or None where mathtext cannot parse it (the page
     then shows the TeX source)."""
@@ -191,3 +262,6 @@ def sweep_histogram(title: str, labels: Sequence[str], series: Sequence[tuple[st
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "ffnspec"}):
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
     return buf.getvalue()
+
+
+_SOURCE = hashlib.blake2b(Path(__file__).read_bytes(), digest_size=8).hexdigest()  # a changed renderer draws again
