@@ -24,8 +24,8 @@ _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#
 # ---- rendered images, kept between runs: a plot is a function of its data, so a warm run's
 # report (the same records) draws nothing.  Kept in the reference cache's plots/ (its size
 # bound covers it), keyed by the data, the renderer and matplotlib's version; at most
-# KEEP_IMAGES, the ones of the latest report first.
-KEEP_IMAGES = 2000
+# KEEP_BYTES of them, the latest report's first (a full run's page is about 2.3 MB).
+KEEP_BYTES = 8 * 1024 * 1024
 _images: dict[str, str] | None = None
 _used: dict[str, None] = {}
 _added = [False]
@@ -75,8 +75,13 @@ def save_images() -> None:
     path = _images_path()
     if path is None or not _added[0] or _images is None:
         return
-    order = list(_used) + [k for k in _images if k not in _used]
-    keep = {k: _images[k] for k in order[:KEEP_IMAGES] if k in _images}
+    keep, size = {}, 0
+    for k in list(_used) + [k for k in _images if k not in _used]:
+        if k in _images and k not in keep:
+            size += len(_images[k])
+            if size > KEEP_BYTES:
+                break
+            keep[k] = _images[k]
     from ffnspec.reference import store
     try:
         store.write_atomically(path, lambda fh: fh.write(json.dumps(keep).encode()))
