@@ -23,6 +23,14 @@ import ffnspec.conformance.machinery.report  # noqa: F401
 import ffnspec.conformance.machinery.session  # noqa: F401
 import ffnspec.reference.act  # noqa: F401
 
+try:  # report.html's plots: matplotlib first imported inside an inner run would load twice
+    import matplotlib.backends.backend_svg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
+    import matplotlib.mathtext  # noqa: F401
+    import matplotlib.ticker  # noqa: F401
+except ImportError:  # the report extra is optional
+    pass
+
 _REPORTS: dict[tuple, tuple[int, dict | None, str]] = {}
 
 
