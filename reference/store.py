@@ -285,6 +285,7 @@ class PointStore:
         self._new: list[tuple] = []   # packed (counts, hi, lo, sgn) added since the last assembly
         self._disk_sig = None                        # (inode, size, mtime) of the file as last read or written
         self._on_disk = np.empty(0, dtype=np.int64)  # ids of the entries it holds
+        self._by_key: dict[bytes, int] | None = None  # key -> id, for find_one (built at its first use)
         self._loaded = path is None
 
     def _load(self) -> None:
@@ -314,6 +315,18 @@ class PointStore:
         if ix is None:
             ix = self._index[width] = _Index(width)
         return ix
+
+    def find_one(self, key: bytes, *, persist: bool) -> int:
+        """The entry id of one key (-1 where absent), from a dict of every key built at the
+        first call and kept current by ``add_packed``: for callers that look up one at a time."""
+        if not self._loaded:
+            self._load()
+        if self._by_key is None:
+            self._by_key = {k: i for i, k in enumerate(self._keys())}
+        i = self._by_key.get(key, -1)
+        if persist and i >= 0 and self._stamp[i] < _now() - RESTAMP_AFTER:
+            self.marked.add(i)
+        return i
 
     def find(self, keys: Keys, *, persist: bool) -> np.ndarray:
         """Entry ids of the keys (-1 where absent)."""
@@ -370,6 +383,8 @@ class PointStore:
             sel = np.flatnonzero(gid >= 0)
             if sel.size:
                 self._index_of(rows.shape[1]).add(rows[sel], gid[sel])
+                if self._by_key is not None:
+                    self._by_key.update(zip(map(bytes, rows[sel]), gid[sel].tolist()))
         if take.size < len(new):
             start = np.concatenate([[0], np.cumsum(counts)])
             sel = np.concatenate([np.arange(start[j], start[j + 1]) for j in take.tolist()])

@@ -277,16 +277,30 @@ def _prefix(mode: str, arrays: list[np.ndarray]) -> bytes:
 # --- the in-process memo of whole requests ------------------------------------------------
 
 MEMO_MAX = 1 << 22  # values (items x components) the memo keeps, about 70 MB
+REQUEST_MAX = 256   # derandomised draws' requests of at most this many inputs are kept whole (requests/)
 _memo: collections.OrderedDict[bytes, tuple] = collections.OrderedDict()
 _memo_size = [0]
+
+
+def _requests() -> store.PointStore:
+    """Whole small requests by their digest: a check's many small lookups (drawn rows, single
+    problems) cost more in planning than in values, so a later run takes each one whole."""
+    s = _stores.get(("", "requests"))
+    if s is None:
+        path = None if _cache_dir is None else _cache_dir / "requests" / "requests.npz"
+        s = _stores[("", "requests")] = store.PointStore(path, "requests")
+        _register_flush()
+    return s
 
 
 def _memoised(kind: str, name: str, mode: str, arrays: list[np.ndarray], compute: Callable[[], tuple]) -> tuple:
     """``compute()`` for a request (kind, name, mode, the argument arrays' shapes and bytes),
     or copies of its result if the same request was served in this process already: checks
     look up one input set several times (value, bound, accuracy scale).  The key holds the
-    engine and whether draws are kept, so neither is bypassed."""
-    h = hashlib.blake2b(repr((kind, name, mode, precision.engine(), _exploring,
+    engine and whether draws are kept, so neither is bypassed.  Derandomised draws' requests
+    (at most REQUEST_MAX inputs: rows and arrays a check derives from one drawn example) are
+    also served whole from the ``requests`` store, keyed with the reference's sources hash."""
+    h = hashlib.blake2b(repr((kind, name, mode, precision.engine(), _exploring, sources_hash(name),
                               [(a.shape, a.dtype.str) for a in arrays])).encode(), digest_size=16)
     for a in arrays:
         h.update(np.ascontiguousarray(a).data)
@@ -295,7 +309,19 @@ def _memoised(kind: str, name: str, mode: str, arrays: list[np.ndarray], compute
     if hit is not None:
         _memo.move_to_end(key)
         return tuple(x.copy() for x in hit)
-    out = compute()
+    whole = _exploring is True and arrays[0].size <= REQUEST_MAX
+    if whole:
+        s = _requests()
+        i = s.find_one(key, persist=True)
+        shape = arrays[0].shape if kind == "values" else (arrays[0].shape[0], -1)
+        if i >= 0:
+            out = tuple(c.reshape(shape) for c in s.gather(np.array([i])))
+        else:
+            out = compute()
+            s.add_packed(np.frombuffer(key, dtype=np.uint8)[None, :],
+                         (np.array([out[0].size]), *(np.asarray(c).ravel() for c in out)), persist=True)
+    else:
+        out = compute()
     size = sum(x.size for x in out)
     if size <= MEMO_MAX // 8:
         _memo[key] = tuple(x.copy() for x in out)

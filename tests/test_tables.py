@@ -222,7 +222,25 @@ def test_random_draws_stay_in_the_process_and_derandomised_ones_are_kept(cache):
     with tables.exploring(repeatable=True):
         tables.exact("act.tanh", (z[:5] + 0.5,), F32)
     tables.flush()
-    assert len(_npz(cache)) == 1
+    assert [p.parent.name for p in _npz(cache)] == ["points", "requests"]  # the values, and the request whole
+
+
+def test_a_kept_request_is_served_whole_in_a_later_run(cache, monkeypatch):
+    # A warm run's small derandomised requests skip planning: the whole answer comes from the
+    # requests store, bit for bit, for values and for rows.  [cache layout]
+    z = round_array(np.array([0.1, -2.5, 7.0]), F32)
+    rows = round_array(np.array([[1.0, -np.inf, 3.0], [0.5, 0.25, -1.0]]), F32)
+    with tables.exploring(repeatable=True):
+        want = tables.exact("act.sigmoid", (z,), F32), tables.exact_items("out.softmax", (rows,), F32)
+    tables.flush()
+    tables.set_cache_dir(cache, seeded=False)  # a new process: nothing in memory
+    monkeypatch.setattr(tables, "_values_of", lambda *a: pytest.fail("planned a kept request"))
+    monkeypatch.setattr(tables, "_items_of", lambda *a: pytest.fail("planned a kept request"))
+    with tables.exploring(repeatable=True):
+        got = tables.exact("act.sigmoid", (z,), F32), tables.exact_items("out.softmax", (rows,), F32)
+    for w, g in zip(want, got):
+        for a, b in ((w.hi, g.hi), (w.lo, g.lo), (w.cr, g.cr)):
+            assert a.shape == b.shape and np.array_equal(_bits(a), _bits(b))
 
 
 @pytest.mark.parametrize("collide", [False, True])
