@@ -4,6 +4,9 @@ Layout under the cache directory (``~/.cache/ffnspec/reference`` by default):
 
     tables/<function>-<fmt>[-<params>]-<sources>.npz   one complete 16-bit table (tables.py)
     points/<function>-<kind>-<sources>.npz             a bounded store of other inputs' values
+    requests/requests.npz                              derandomised draws' small requests, whole
+    draws/<digest>.npz                                 derandomised hypothesis examples (conformance/machinery/draws.py)
+    plots/images.json                                  report.html's rendered images (conformance/machinery/plots.py)
 
 Safety for concurrent runs sharing a cache:
   - every write goes to a unique temporary file in the same directory and is renamed over
