@@ -197,7 +197,9 @@ def _hardtanh(z):
 
 
 def _prelu(z, alpha):
-    return np.where(z > 0, z, np.where(np.isinf(z) & (alpha == 0), 0, alpha * z))
+    """z for z > 0, else alpha z; an exact zero times an infinity is the function's 0 (relu(-inf)
+    for alpha = 0, prelu(0, +-inf) = 0), not IEEE's NaN."""
+    return np.where(z > 0, z, np.where(np.isinf(z) & (alpha == 0), 0, np.where((z == 0) & np.isinf(alpha), z, alpha * z)))
 
 
 def _maxout(z, k):

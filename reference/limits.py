@@ -102,15 +102,21 @@ def joint_limit(fn: Callable, args: Sequence, domains: Sequence[tuple[float, flo
     """The limit (rule above) of ``fn(ctx, *args)`` for each output component.  An argument is a
     number or a sequence of numbers (a row); ``domains`` gives each argument's closed interval,
     None for data held exactly (class labels, a target distribution)."""
-    return list(_joint_limit(fn, _freeze(args), tuple(domains)))
+    return list(_limit(fn, _freeze(args), tuple(domains)))
 
 
 def _freeze(args):
     return tuple(tuple(a) if isinstance(a, (list, tuple)) else a for a in args)
 
 
+def _limit(fn: Callable, args: tuple, domains: tuple) -> tuple[Limit, ...]:
+    """The cached _joint_limit, keyed on the signs of the arguments too (-0.0 == 0.0)."""
+    signs = tuple(math.copysign(1.0, float(x)) for a in args for x in (a if isinstance(a, tuple) else (a,)))
+    return _joint_limit(fn, args, domains, signs)
+
+
 @functools.lru_cache(maxsize=None)
-def _joint_limit(fn: Callable, args: tuple, domains: tuple) -> tuple[Limit, ...]:
+def _joint_limit(fn: Callable, args: tuple, domains: tuple, signs: tuple) -> tuple[Limit, ...]:
     flat = [(i, j, float(x)) for i, a in enumerate(args) if domains[i] is not None
             for j, x in enumerate(a if isinstance(a, tuple) else (a,))]
     if any(math.isnan(x) for _, _, x in flat):
@@ -166,7 +172,7 @@ def _nan_inputs(fn: Callable, args: tuple, domains: tuple) -> tuple[Limit, ...]:
             else:
                 filled[i] = fill
         if ok:
-            results.append(_joint_limit(fn, _freeze(filled), domains))
+            results.append(_limit(fn, _freeze(filled), domains))
     n = max((len(r) for r in results), default=1)
     out = []
     for k in range(n):

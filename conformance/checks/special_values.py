@@ -104,7 +104,7 @@ def generated(clause: spec.Clause, target: Target, record: Record) -> None:
     """The op's generated table (conformance/inputs/specials.py): every combination of +-0, +-inf
     and NaN over all arguments, or at every row position, against the joint limit of the exact
     function (ffnspec.reference.limits, docs/measure.md "Special values")."""
-    op = spec.ops()[clause.op]
+    op = spec.ops()[_op_name(clause)]
     fn = reference.function(clause.reference)
     domains = [op.interval(a) for a in op.arguments]
     for table in specials.tables(op, target.fmt):
@@ -112,7 +112,9 @@ def generated(clause: spec.Clause, target: Target, record: Record) -> None:
         lims = [limits.joint_limit(fn, e, doms) for e in table.entries]
         parts = [_expected(lim, target.fmt) for lim in lims]
         want, sign, alt = (np.array([p[k] for p in parts]) for k in range(3))
-        y = call_items(target, clause.op, table.group)
+        if clause.extra.get("zero") == "any":  # the clause leaves the sign of a zero result free
+            sign = np.zeros_like(sign)
+        y = call_items(target, op.name, table.group)
         same = ((y == want) | (np.isnan(y) & np.isnan(want))) & (
             (want != 0) | (sign == 0) | (np.signbit(y) == (sign < 0)))
         # a finite nonzero limit (lse([-inf, 1]) = 1) is the accuracy clauses' business: here it
@@ -130,11 +132,11 @@ def generated(clause: spec.Clause, target: Target, record: Record) -> None:
             record.worst_output, record.worst_exact = float(y[i, j]), float(want[i, j])
             expect = _describe(float(want[i, j]), int(sign[i, j]), float(alt[i, j]))
             fail_items(record, clause, target,
-                       what=f"special value (generated table): {clause.op}{_show(table.entries[i])}"
+                       what=f"special value (generated table): {op.name}{_show(table.entries[i])}"
                             f"{f'[{j}]' if bad.shape[1] > 1 else ''} must be {expect}",
                        criterion="exact special values: the joint limit of the exact function "
                                  "(docs/measure.md, IEEE 754-2019 §9.2)",
-                       repro=reproduce.row_value(target, clause.op, table.group, int(i)))
+                       repro=reproduce.row_value(target, op.name, table.group, int(i)))
 
 
 def _show(entry: tuple) -> str:
@@ -147,8 +149,16 @@ def _describe(want: float, sign: int, alt: float) -> str:
     return repr(want) + ("" if np.isnan(alt) else f" (or {alt!r}: the result does not depend on the NaN)")
 
 
+def _op_name(clause: spec.Clause) -> str:
+    """The op a clause's value is: ``op``, or its one ``uses`` entry (structured units)."""
+    uses = clause.extra.get("uses", [])
+    return clause.op or (uses[0] if len(uses) == 1 else "")
+
+
 def has_generated(clause: spec.Clause) -> bool:
     """A generated table applies: the op has a ``specials`` layout and the clause's reference is
-    the op's own function (not a restriction such as softmax([0, z]))."""
-    op = spec.ops().get(clause.op or "")
-    return bool(op and op.specials and clause.reference and clause.reference.split(".")[-1] == op.name)
+    the op's own function (not a restriction such as softmax([0, z])), by name or as the clause
+    declares with ``generated_specials = true``."""
+    op = spec.ops().get(_op_name(clause))
+    return bool(op and op.specials and clause.reference and (
+        clause.reference.split(".")[-1] == op.name or clause.extra.get("generated_specials")))
