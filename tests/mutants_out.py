@@ -486,6 +486,43 @@ class LogsumexpStorageSum(OutMutant):
         self.ops = OpTable({**self.ops, "logsumexp": self._quiet(_logsumexp_storage_sum)})
 
 
+# ------------------------------------------------ generated special-value tables ----
+# Defects only the generated tables see: a special value in the second argument, or at a row
+# position other than the first (docs/measure.md "Special values").
+class BceNanLabelDropped(OutMutant):
+    defect = "a NaN label is read as 0 (the second argument's NaN is not propagated): bce(1, nan) = zeta(1)"
+    catches = ("out.bce",)
+    says = "generated table"
+    replace = {"bce": lambda z, y: _OUT_OPS["bce"](z, np.where(np.isnan(y), 0, y))}
+
+
+class MseInfTargetZero(OutMutant):
+    defect = "terms with an infinite target are dropped: mse(1, inf) = 0 (a 'nan-safe' mask on the target)"
+    catches = ("out.mse",)
+    says = "generated table"
+    replace = {"mse": lambda yh, y: np.mean(np.where(np.isinf(y), 0, np.square(yh - y)))}
+
+
+def _softmax_nan_masked_after_first(z):
+    """A NaN entry past the first is masked for the others (its own entry NaN): an off-by-one NaN check."""
+    later = np.isnan(z) & (np.arange(z.shape[-1]) > 0)
+    return np.where(later, np.nan, _softmax(np.where(later, -np.inf, z)))
+
+
+class SoftmaxLaterNanMasked(OutMutant):
+    defect = "a NaN entry at any position but the first leaves the other entries finite: softmax([1, nan]) = [1, nan]"
+    catches = ("out.softmax",)
+    says = "generated table"
+    replace = {"softmax": _softmax_nan_masked_after_first}
+
+
+class MaeZeroSignOfTarget(OutMutant):
+    defect = "a zero |yhat - y| takes the sign of the target: mae(+0, -0) = -0 (exact +0)"
+    catches = ("out.mae",)
+    says = "generated table"
+    replace = {"mae": lambda yh, y: (lambda v: -v if v == 0 and np.signbit(y).any() else v)(np.mean(np.abs(yh - y)))}
+
+
 MUTANTS = [c for c in OutMutant.__subclasses__() if c.catches]
 
 
@@ -570,3 +607,4 @@ class SoftmaxStorageDeclared(SoftmaxStorageFormat):
     """The same, declaring it: the convention changed the results, a declared deviation."""
     finds = ()
     conventions = {**SoftmaxStorageFormat.conventions, "accumulation": "storage"}
+

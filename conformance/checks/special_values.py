@@ -114,7 +114,7 @@ def generated(clause: spec.Clause, target: Target, record: Record) -> None:
         want, sign, alt = (np.array([p[k] for p in parts]) for k in range(3))
         if clause.extra.get("zero") == "any":  # the clause leaves the sign of a zero result free
             sign = np.zeros_like(sign)
-        y = call_items(target, op.name, table.group)
+        y = call_items(target, op.name, table.group).reshape(len(table.entries), -1)
         same = ((y == want) | (np.isnan(y) & np.isnan(want))) & (
             (want != 0) | (sign == 0) | (np.signbit(y) == (sign < 0)))
         # a finite nonzero limit (lse([-inf, 1]) = 1) is the accuracy clauses' business: here it
@@ -124,11 +124,13 @@ def generated(clause: spec.Clause, target: Target, record: Record) -> None:
             same |= ordinary & (np.abs(y - want) <= np.abs(want) * 2.0 ** (8 - target.fmt.p))
         same |= np.isnan(want) & (y == alt)  # rule 1: a value independent of the NaN argument
         bad = ~same
-        observe_items(record, table.group, np.where(bad, np.inf, 0.0), y, want)  # as in elementwise
+        observe_items(record, table.group, np.where(bad, np.inf, 0.0).reshape(table.group[0].shape[0], -1),
+                      y, want)  # as in elementwise
         record.violations += int(bad.sum())
         if bad.any():
             i, j = np.unravel_index(int(np.argmax(bad)), bad.shape)
-            record.worst_input = [float(v) for a in table.group for v in np.ravel(a[i])]
+            record.worst_input = [float(v) for a in table.entries[i] for v in np.ravel(a)]
+            item = int(i) if table.group[0].shape[0] == len(table.entries) else 0  # channels: one item
             record.worst_output, record.worst_exact = float(y[i, j]), float(want[i, j])
             expect = _describe(float(want[i, j]), int(sign[i, j]), float(alt[i, j]))
             fail_items(record, clause, target,
@@ -136,7 +138,7 @@ def generated(clause: spec.Clause, target: Target, record: Record) -> None:
                             f"{f'[{j}]' if bad.shape[1] > 1 else ''} must be {expect}",
                        criterion="exact special values: the joint limit of the exact function "
                                  "(docs/measure.md, IEEE 754-2019 §9.2)",
-                       repro=reproduce.row_value(target, op.name, table.group, int(i)))
+                       repro=reproduce.row_value(target, op.name, table.group, item))
 
 
 def _show(entry: tuple) -> str:
@@ -150,9 +152,10 @@ def _describe(want: float, sign: int, alt: float) -> str:
 
 
 def _op_name(clause: spec.Clause) -> str:
-    """The op a clause's value is: ``op``, or its one ``uses`` entry (structured units)."""
+    """The op a clause's value is: ``op``, or its one ``uses`` entry where the clause declares
+    ``generated_specials`` (structured units)."""
     uses = clause.extra.get("uses", [])
-    return clause.op or (uses[0] if len(uses) == 1 else "")
+    return clause.op or (uses[0] if len(uses) == 1 and clause.extra.get("generated_specials") else "")
 
 
 def has_generated(clause: spec.Clause) -> bool:

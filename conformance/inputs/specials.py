@@ -5,7 +5,8 @@ most, batched into one backend call per row length):
 
   cartesian    every combination over all arguments of {+0, -0, +inf, -inf, NaN}, two ordinary
                values and the format's largest finite (that one only for ops of two arguments);
-               values outside an argument's ``domain`` are left out
+               values outside an argument's ``domain`` are left out; cartesian_channels lays
+               the first argument out as one row (1, N) and the others one value per channel
   rows         rows of length 1-3 with ordinary neighbours: each special (and +-max) at each
                position, and every pair of specials at every pair of positions (fully masked
                rows left to out.softmax.all_masked's declared convention)
@@ -68,13 +69,15 @@ def special_rows(fmt: Format) -> dict[int, list[tuple[float, ...]]]:
 
 def tables(op: spec.Op, fmt: Format) -> list[Table]:
     """The op's generated tables in ``fmt`` (empty if its ``specials`` layout is unset)."""
-    if op.specials == "cartesian":
+    if op.specials in ("cartesian", "cartesian_channels"):
         names = op.arguments
         per_arg = [argument_values(*op.interval(a), fmt, largest=len(names) <= 2) for a in names]
         combos = list(itertools.product(*per_arg))
         cols = [np.array(c, dtype=np.float64) for c in zip(*combos)]
         if op.shape == "scalar":  # the whole array reduces: items of one element each
             return [Table(tuple(c[:, None] for c in cols), [tuple([x] for x in c) for c in combos])]
+        if op.specials == "cartesian_channels":  # prelu's z (N, C) with a slope per channel
+            return [Table((cols[0][None, :], *cols[1:]), combos)]
         return [Table(tuple(cols), combos)]
     if op.specials not in ("rows", "rows_labels", "rows_dist"):
         return []

@@ -13,7 +13,8 @@ TOML, one ``[[deviation]]`` table per entry:
     ceiling = 6.2e5                  # optional: the largest error (criterion units) excused
     region = [[20.0, 1e300]]         # optional: [min, max] per argument of the op's input
     where = "nonfinite"              # optional predicate (WHERE): only items with an inf or NaN
-                                     # input; "rows_beyond_65504": only rows of more entries than that
+                                     # input; "rows_beyond_65504": only rows of more entries than that;
+                                     # "posinf_entry": only rows with a +inf entry
 
 A scoped entry (ceiling, region, where, or several) excuses only the violations inside its scope:
 one above the ceiling or outside the region fails the check as usual, so a new defect in
@@ -32,6 +33,7 @@ _KEYS = {"clause", "backend", "dtype", "device", "mode", "reason", "reproducer",
 WHERE = {  # the predicates ``where`` may name
     "nonfinite": "an input entry is infinite or NaN",
     "rows_beyond_65504": "the row has more than 65504 entries (a sum of its e^(z - max z) can pass float16's range)",
+    "posinf_entry": "the row (the first argument) has a +inf entry",
 }
 
 
@@ -77,6 +79,10 @@ class Deviation:
             a = np.asarray(inputs[0]) if inputs else np.empty(0)
             n = a.size // max(error.size, 1) if a.size % max(error.size, 1) == 0 else 0
             inside &= n > 65504
+        if self.where == "posinf_entry":
+            a = np.asarray(inputs[0], dtype=np.float64) if inputs else np.empty(0)
+            inside &= (np.any(np.isposinf(a.reshape(error.size, -1)), axis=1)
+                       if a.size and a.size % max(error.size, 1) == 0 else False)
         if self.where == "nonfinite":
             some = np.zeros(error.shape, dtype=bool)
             for arg in inputs:
