@@ -131,10 +131,17 @@ def _joint_limit(fn: Callable, args: tuple, domains: tuple, signs: tuple) -> tup
     return tuple(Limit(v.value, s.sign if v.value == 0 else v.sign) for v, s in zip(value, sided))
 
 
-def _ladder(fn: Callable, args: tuple, domains: tuple, moving: list) -> tuple[Limit, ...]:
-    """The limit of fn as the ``moving`` arguments approach their values, each independently."""
+@functools.lru_cache(maxsize=None)
+def _context() -> mpmath.MPContext:
+    """One private context at PREC bits (building one costs more than a ladder)."""
     ctx = mpmath.MPContext()
     ctx.prec = PREC
+    return ctx
+
+
+def _ladder(fn: Callable, args: tuple, domains: tuple, moving: list) -> tuple[Limit, ...]:
+    """The limit of fn as the ``moving`` arguments approach their values, each independently."""
+    ctx = _context()
     combos = list(itertools.product(range(len(LEVELS)), repeat=len(moving))) or [()]
     outs = []
     for combo in combos:
