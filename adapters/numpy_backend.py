@@ -63,8 +63,18 @@ def _silu(z):
 # Shifted forms (softmax(z - max z), Blanchard, Higham & Higham 2020); 16-bit inputs are
 # computed in float32 by _compute_wide, so sums over a row accumulate in float32.
 def _shifted(z):
-    """t = z - max z (NaN for an all -inf row: the declared fully-masked convention)."""
-    return z - np.max(z, axis=-1, keepdims=True)
+    """t = z - max z (NaN for an all -inf row: the declared fully-masked convention).  A +inf
+    maximum takes the limit (docs/measure.md "Special values"): the finite entries get t = -inf
+    (no mass), one +inf entry t = 0 (all of it), several +inf entries NaN (no limit), not inf - inf."""
+    m = np.max(z, axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        t = z - m
+    top = np.isposinf(m)
+    if top.any():
+        inf = np.isposinf(z)
+        one = np.sum(inf, axis=-1, keepdims=True) == 1
+        t = np.where(top, np.where(inf, np.where(one, 0.0, np.nan), -np.inf), t).astype(z.dtype)
+    return t
 
 
 def _log_sum_exp_shifted(t):
@@ -87,13 +97,26 @@ def _logsumexp(z):
 
 
 def _softmax(z):
-    e = np.exp(_shifted(z))
-    return e / np.sum(e, axis=-1, keepdims=True)
+    t = _shifted(z)
+    e = np.exp(t)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isneginf(t), 0, e / np.sum(e, axis=-1, keepdims=True)).astype(z.dtype)  # the limit 0 beside +infs
+
+
+def _entropy_terms(z, p, kl: bool):
+    """sum_i [p_i log p_i (kl)] - p_i log softmax(z)_i over p_i != 0: +inf where a weighted class
+    has probability 0 (the terms are >= 0 and that one diverges), even beside +inf logits whose
+    own terms have no limit."""
+    ls = _log_softmax(z)
+    with np.errstate(invalid="ignore"):
+        v = np.sum((_xlogy(p, p) if kl else 0) - np.where(p == 0, 0, p * ls), axis=-1)
+    return np.where(np.any((p > 0) & np.isneginf(ls), axis=-1), np.inf, v)
 
 
 def _log_softmax(z):
     t = _shifted(z)
-    return t - _log_sum_exp_shifted(t)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isneginf(t), t, t - _log_sum_exp_shifted(t))  # -inf beside several +infs
 
 
 def _take(a, y):
@@ -119,6 +142,16 @@ def _bce_prob(a, y):
     return np.where(y == 1, pos, np.where(y == 0, neg, y * pos + (1 - y) * neg))
 
 
+def _gaussian_nll(mu, y, beta):
+    """beta (y - mu)^2 / 2 - log(beta) / 2, with the limits at beta = 0 (+inf whatever y - mu is)
+    and beta = +inf (-inf where y = mu, else +inf) where IEEE products give 0 * inf = NaN."""
+    d2 = np.square(y - mu)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = 0.5 * np.where(d2 == 0, 0, beta * d2) - 0.5 * np.log(beta)
+        v = np.where(beta == 0, np.inf, np.where(np.isposinf(beta) & ~np.isnan(d2), np.where(d2 == 0, -np.inf, np.inf), v))
+    return v.astype(np.result_type(mu, y, beta))
+
+
 def _mdn_nll(w, mu, beta, y):
     d = np.asarray(y)[..., None] - mu
     return -_logsumexp(_log_softmax(w) + 0.5 * np.log(beta) - 0.5 * beta * d * d)
@@ -130,15 +163,15 @@ _OUT_OPS: dict[str, Callable] = {
     "cross_entropy_sum": lambda z, y: np.sum(_cross_entropy(z, y)),
     "cross_entropy_mean": lambda z, y: np.mean(_cross_entropy(z, y)),
     "nll": lambda lp, y: -_take(lp, y),
-    "cross_entropy_soft": lambda z, p: -np.sum(np.where(p == 0, 0, p * _log_softmax(z)), axis=-1),
-    "kl_div": lambda z, p: np.sum(_xlogy(p, p) - np.where(p == 0, 0, p * _log_softmax(z)), axis=-1),
+    "cross_entropy_soft": lambda z, p: _entropy_terms(z, p, False),
+    "kl_div": lambda z, p: _entropy_terms(z, p, True),
     "bce": lambda z, y: _bce_weighted(z, y, 1),
     "bce_pos_weight": _bce_weighted,
     "bce_prob": _bce_prob,
     "half_sq_error": lambda yh, y: 0.5 * np.square(yh - y),
     "mse": lambda yh, y: np.mean(np.square(yh - y)),
     "mae": lambda yh, y: np.mean(np.abs(yh - y)),
-    "gaussian_nll": lambda mu, y, beta: 0.5 * beta * np.square(y - mu) - 0.5 * np.log(beta),
+    "gaussian_nll": _gaussian_nll,
     "mdn_nll": _mdn_nll,
     "cov_from_factor": lambda b: b @ np.swapaxes(b, -1, -2),
 }
@@ -164,7 +197,9 @@ def _hardtanh(z):
 
 
 def _prelu(z, alpha):
-    return np.where(z > 0, z, np.where(np.isinf(z) & (alpha == 0), 0, alpha * z))
+    """z for z > 0, else alpha z; an exact zero times an infinity is the function's 0 (relu(-inf)
+    for alpha = 0, prelu(0, +-inf) = 0), not IEEE's NaN."""
+    return np.where(z > 0, z, np.where(np.isinf(z) & (alpha == 0), 0, np.where((z == 0) & np.isinf(alpha), z, alpha * z)))
 
 
 def _maxout(z, k):

@@ -118,7 +118,8 @@ _OPS.update({
                       "torch.nn.functional.gaussian_nll_loss"),
     "mse": (F.mse_loss, "torch.nn.functional.mse_loss"),
     "mae": (F.l1_loss, "torch.nn.functional.l1_loss"),
-    "gaussian_nll": (lambda mu, y, beta: F.gaussian_nll_loss(mu, y, torch.reciprocal(beta), reduction="none"),
+    # beta + 0.0: the precision -0 is the precision 0 (variance +inf), not a negative variance
+    "gaussian_nll": (lambda mu, y, beta: F.gaussian_nll_loss(mu, y, torch.reciprocal(beta + 0.0), reduction="none"),
                      "torch.nn.functional.gaussian_nll_loss"),
     "mdn_nll": (_mdn_nll, "torch.logsumexp"),
     "cov_from_factor": (lambda b: torch.matmul(b, b.mT), "torch.matmul"),

@@ -150,6 +150,13 @@ class Op:
     params: tuple[str, ...] = ()         # keyword parameters
     labels: tuple[str, ...] = ()         # arguments passed as integer class labels (asindex)
     optional: bool = False               # an op a library may lack without being incomplete
+    specials: str = ""                   # layout of its generated special-value table (inputs/specials.py)
+    domain: dict[str, Any] = field(default_factory=dict)  # argument -> [lo, hi], closed, extended reals
+
+    def interval(self, arg: str) -> tuple[float, float]:
+        """The closed interval of argument ``arg`` (the extended reals unless ``domain`` says)."""
+        lo, hi = self.domain.get(arg, (-float("inf"), float("inf")))
+        return float(lo), float(hi)
 
     @property
     def arguments(self) -> tuple[str, ...]:

@@ -16,7 +16,7 @@ from unittest import mock
 import numpy as np
 
 from ffnspec.adapters import OpTable, backprop
-from ffnspec.adapters.numpy_backend import HID_CONVENTIONS, _hardtanh, _inplace, _leaky_relu, _relu
+from ffnspec.adapters.numpy_backend import HID_CONVENTIONS, _hardtanh, _inplace, _leaky_relu, _prelu, _relu
 from tests.mutants import Mutant
 
 _PRELU_VJP, _PRELU_JVP = backprop.RULES["prelu"]
@@ -312,6 +312,14 @@ class LowrankBias(HidMutant):
     replace = {"lowrank": lambda x, V, U: (x @ U.T) @ V.T + x.dtype.type(0.0625)}
 
 
+class PreluNanSlopeZero(HidMutant):
+    # generated special-value table (docs/measure.md "Special values")
+    defect = "a NaN slope is read as 0 (the second argument's NaN is not propagated): prelu(-1, nan) = 0"
+    catches = ("hid.prelu",)
+    says = "generated table"
+    replace = {"prelu": lambda z, alpha: _prelu(z, np.where(np.isnan(alpha), 0, alpha))}
+
+
 MUTANTS = [c for c in HidMutant.__subclasses__() if c.catches]
 
 
@@ -322,3 +330,4 @@ class NoInplaceVariants(HidMutant):
     def __init__(self) -> None:
         super().__init__()
         self.ops = OpTable({k: v for k, v in self.ops.items() if not k.endswith("_")})
+

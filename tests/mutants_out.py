@@ -12,7 +12,7 @@ from unittest import mock
 import numpy as np
 
 from ffnspec.adapters import OpTable, backprop
-from ffnspec.adapters.numpy_backend import (_OUT_OPS, _cross_entropy, _log_softmax, _logsumexp, _softmax,
+from ffnspec.adapters.numpy_backend import (_OUT_OPS, _cross_entropy, _log_softmax, _logsumexp, _shifted, _softmax,
                                             _softplus, _take)
 from tests.mutants import Mutant, _up
 
@@ -448,10 +448,10 @@ def _softmax_sequential(z):
     """Softmax whose row sum runs left to right in the 16-bit storage format: 1 + 1 + ... stalls
     at 2^11 in float16, so a tied row of 2^16 + 1 entries gives 1/2048 for 1/65537."""
     z = np.asarray(z)
-    m = np.max(z, axis=-1, keepdims=True)
-    e = np.exp(np.where(np.isfinite(m), z - m, z).astype(np.float32)).astype(z.dtype)
+    t = _shifted(z)  # z - max z in the storage format, with the built-in backend's limits at +inf
+    e = np.exp(t.astype(np.float32)).astype(z.dtype)
     s = np.cumsum(e, axis=-1, dtype=z.dtype)[..., -1:]
-    return (e.astype(np.float32) / s.astype(np.float32)).astype(z.dtype)
+    return np.where(np.isneginf(t), 0, e.astype(np.float32) / s.astype(np.float32)).astype(z.dtype)
 
 
 class SoftmaxSequentialSum(OutMutant):
@@ -486,6 +486,43 @@ class LogsumexpStorageSum(OutMutant):
         self.ops = OpTable({**self.ops, "logsumexp": self._quiet(_logsumexp_storage_sum)})
 
 
+# ------------------------------------------------ generated special-value tables ----
+# Defects only the generated tables see: a special value in the second argument, or at a row
+# position other than the first (docs/measure.md "Special values").
+class BceNanLabelDropped(OutMutant):
+    defect = "a NaN label is read as 0 (the second argument's NaN is not propagated): bce(1, nan) = zeta(1)"
+    catches = ("out.bce",)
+    says = "generated table"
+    replace = {"bce": lambda z, y: _OUT_OPS["bce"](z, np.where(np.isnan(y), 0, y))}
+
+
+class MseInfTargetZero(OutMutant):
+    defect = "terms with an infinite target are dropped: mse(1, inf) = 0 (a 'nan-safe' mask on the target)"
+    catches = ("out.mse",)
+    says = "generated table"
+    replace = {"mse": lambda yh, y: np.mean(np.where(np.isinf(y), 0, np.square(yh - y)))}
+
+
+def _softmax_nan_masked_after_first(z):
+    """A NaN entry past the first is masked for the others (its own entry NaN): an off-by-one NaN check."""
+    later = np.isnan(z) & (np.arange(z.shape[-1]) > 0)
+    return np.where(later, np.nan, _softmax(np.where(later, -np.inf, z)))
+
+
+class SoftmaxLaterNanMasked(OutMutant):
+    defect = "a NaN entry at any position but the first leaves the other entries finite: softmax([1, nan]) = [1, nan]"
+    catches = ("out.softmax",)
+    says = "generated table"
+    replace = {"softmax": _softmax_nan_masked_after_first}
+
+
+class MaeZeroSignOfTarget(OutMutant):
+    defect = "a zero |yhat - y| takes the sign of the target: mae(+0, -0) = -0 (exact +0)"
+    catches = ("out.mae",)
+    says = "generated table"
+    replace = {"mae": lambda yh, y: (lambda v: -v if v == 0 and np.signbit(y).any() else v)(np.mean(np.abs(yh - y)))}
+
+
 MUTANTS = [c for c in OutMutant.__subclasses__() if c.catches]
 
 
@@ -508,8 +545,9 @@ class LogsumexpLogOfSum(OutMutant):
 
 
 def _log_softmax_log_of_sum(z):
-    t = z - np.max(z, axis=-1, keepdims=True)
-    return t - _log_of_sum(t)
+    t = _shifted(z)  # the built-in backend's limits at +inf logits: the defect is the finite tail
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isneginf(t), t, t - _log_of_sum(t))
 
 
 class LogSoftmaxLogOfSum(OutMutant):
@@ -521,10 +559,11 @@ class LogSoftmaxLogOfSum(OutMutant):
 
 
 def _torch_bce(z, y):
-    """(1 - y) z - log sigma(z) with the special values patched as torch does (finite at z = +-inf)."""
+    """(1 - y) z - log sigma(z) with the special values patched to their limits (finite at z = +-inf)."""
     with np.errstate(invalid="ignore"):
         j = (1 - y) * np.where(np.isfinite(z), z, 0) + _softplus(-z)
-    j = np.where(np.isinf(z), np.where((z > 0) == (y == 1), 0.0, np.inf), j)
+    j = np.where(np.isinf(z), np.where(np.where(z > 0, y == 1, y == 0), 0.0, np.inf), j)  # the limits
+    j = np.where(np.isnan(y), np.nan, j)  # a NaN label propagates (the generated special-value table)
     return j.astype(np.result_type(z, y))
 
 
@@ -544,14 +583,14 @@ def _softmax_in_storage(z):
     """Softmax with every operation rounded to the 16-bit storage format, the row summed
     pairwise in it (no float32 evaluation): about log2(n) u relative, within MUST."""
     z = np.asarray(z)
-    m = np.max(z, axis=-1, keepdims=True)
-    e = np.exp(np.where(np.isfinite(m), z - m, z).astype(np.float32)).astype(z.dtype)
+    t = _shifted(z)  # z - max z in the storage format, with the built-in backend's limits at +inf
+    e = np.exp(t.astype(np.float32)).astype(z.dtype)
     s = e
     while s.shape[-1] > 1:
         if s.shape[-1] % 2:
             s = np.concatenate([s, np.zeros_like(s[..., :1])], axis=-1)
         s = (s[..., 0::2].astype(np.float32) + s[..., 1::2].astype(np.float32)).astype(z.dtype)
-    return (e.astype(np.float32) / s.astype(np.float32)).astype(z.dtype)
+    return np.where(np.isneginf(t), 0, e.astype(np.float32) / s.astype(np.float32)).astype(z.dtype)
 
 
 class SoftmaxStorageFormat(OutMutant):
@@ -570,3 +609,4 @@ class SoftmaxStorageDeclared(SoftmaxStorageFormat):
     """The same, declaring it: the convention changed the results, a declared deviation."""
     finds = ()
     conventions = {**SoftmaxStorageFormat.conventions, "accumulation": "storage"}
+

@@ -4,17 +4,22 @@
   elementwise  f(z) (kind accuracy) or f'(z) through a mode (kind derivative) at +-0, +-inf, NaN
   reduction    ops over rows at masked (-inf), infinite and NaN entries and at the largest
                finite values ("max", "tiny" name the format's extremes)
+  generated    ops of several arguments and over rows: every combination of the specials over
+               all arguments or row positions (conformance/inputs/specials.py), expected values
+               the joint limits of reference/limits.py
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ffnspec import spec
+from ffnspec import reference, spec
+from ffnspec.conformance.inputs import specials
 from ffnspec.conformance.inputs.scalars import make_args
 from ffnspec.conformance.machinery import reproduce
 from ffnspec.conformance.machinery.harness import Target, call_items, items
 from ffnspec.conformance.machinery.records import Record, fail, fail_items, observe_items
-from ffnspec.reference.floatformat import Format, round_array
+from ffnspec.reference import limits
+from ffnspec.reference.floatformat import Format, round_array, round_mpf
 
 
 def _parse_special(s: str) -> float:
@@ -85,3 +90,78 @@ def reduction(clause: spec.Clause, target: Target, record: Record) -> None:
             fail_items(record, clause, target,
                        what=f"special value: {clause.op}{tuple(entry['args'])} must be {entry['value']}",
                        criterion="exact special values", repro=reproduce.row_value(target, clause.op, group, 0))
+
+
+def _expected(lims: list[limits.Limit], fmt: Format) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(value, demanded sign of a zero: +1, -1 or 0 for either, the value also accepted in place
+    of NaN or NaN) of each component, rounded once to fmt."""
+    want = np.array([round_mpf(lim.value, fmt) for lim in lims])
+    alt = np.array([np.nan if lim.or_value is None else round_mpf(lim.or_value, fmt) for lim in lims])
+    return want, np.array([lim.sign for lim in lims]), alt
+
+
+def generated(clause: spec.Clause, target: Target, record: Record) -> None:
+    """The op's generated table (conformance/inputs/specials.py): every combination of +-0, +-inf
+    and NaN over all arguments, or at every row position, against the joint limit of the exact
+    function (ffnspec.reference.limits, docs/measure.md "Special values")."""
+    op = spec.ops()[_op_name(clause)]
+    fn = reference.function(clause.reference)
+    domains = [op.interval(a) for a in op.arguments]
+    for table in specials.tables(op, target.fmt):
+        doms = [None if i in table.fixed else d for i, d in enumerate(domains)]
+        lims = [limits.joint_limit(fn, e, doms) for e in table.entries]
+        parts = [_expected(lim, target.fmt) for lim in lims]
+        want, sign, alt = (np.array([p[k] for p in parts]) for k in range(3))
+        if clause.extra.get("zero") == "any":  # the clause leaves the sign of a zero result free
+            sign = np.zeros_like(sign)
+        y = call_items(target, op.name, table.group).reshape(len(table.entries), -1)
+        same = ((y == want) | (np.isnan(y) & np.isnan(want))) & (
+            (want != 0) | (sign == 0) | (np.signbit(y) == (sign < 0)))
+        # a finite nonzero limit (lse([-inf, 1]) = 1) is the accuracy clauses' business: here it
+        # must only be finite, of its sign and near it, 2^(8-p) relative (a term lost or added)
+        ordinary = np.isfinite(want) & (want != 0)
+        with np.errstate(invalid="ignore"):
+            same |= ordinary & (np.abs(y - want) <= np.abs(want) * 2.0 ** (8 - target.fmt.p))
+        same |= np.isnan(want) & (y == alt)  # rule 1: a value independent of the NaN argument
+        bad = ~same
+        observe_items(record, table.group, np.where(bad, np.inf, 0.0).reshape(table.group[0].shape[0], -1),
+                      y, want)  # as in elementwise
+        record.violations += int(bad.sum())
+        if bad.any():
+            i, j = np.unravel_index(int(np.argmax(bad)), bad.shape)
+            record.worst_input = [float(v) for a in table.entries[i] for v in np.ravel(a)]
+            item = int(i) if table.group[0].shape[0] == len(table.entries) else 0  # channels: one item
+            record.worst_output, record.worst_exact = float(y[i, j]), float(want[i, j])
+            expect = _describe(float(want[i, j]), int(sign[i, j]), float(alt[i, j]))
+            fail_items(record, clause, target,
+                       what=f"special value (generated table): {op.name}{_show(table.entries[i])}"
+                            f"{f'[{j}]' if bad.shape[1] > 1 else ''} must be {expect}",
+                       criterion="exact special values: the joint limit of the exact function "
+                                 "(docs/measure.md, IEEE 754-2019 §9.2)",
+                       repro=reproduce.row_value(target, op.name, table.group, item))
+
+
+def _show(entry: tuple) -> str:
+    return "(" + ", ".join(repr(list(a)) if isinstance(a, tuple) else repr(a) for a in entry) + ")"
+
+
+def _describe(want: float, sign: int, alt: float) -> str:
+    if want == 0:
+        return {1: "+0", -1: "-0", 0: "0 (either sign)"}[sign]
+    return repr(want) + ("" if np.isnan(alt) else f" (or {alt!r}: the result does not depend on the NaN)")
+
+
+def _op_name(clause: spec.Clause) -> str:
+    """The op a clause's value is: ``op``, or its one ``uses`` entry where the clause declares
+    ``generated_specials`` (structured units)."""
+    uses = clause.extra.get("uses", [])
+    return clause.op or (uses[0] if len(uses) == 1 and clause.extra.get("generated_specials") else "")
+
+
+def has_generated(clause: spec.Clause) -> bool:
+    """A generated table applies: the op has a ``specials`` layout and the clause's reference is
+    the op's own function (not a restriction such as softmax([0, z])), by name or as the clause
+    declares with ``generated_specials = true``."""
+    op = spec.ops().get(_op_name(clause))
+    return bool(op and op.specials and clause.reference and (
+        clause.reference.split(".")[-1] == op.name or clause.extra.get("generated_specials")))

@@ -13,7 +13,8 @@ TOML, one ``[[deviation]]`` table per entry:
     ceiling = 6.2e5                  # optional: the largest error (criterion units) excused
     region = [[20.0, 1e300]]         # optional: [min, max] per argument of the op's input
     where = "nonfinite"              # optional predicate (WHERE): only items with an inf or NaN
-                                     # input; "rows_beyond_65504": only rows of more entries than that
+                                     # input; "rows_beyond_65504": only rows of more entries than that;
+                                     # "posinf_entry": only rows with a +inf entry; a list: any of them
 
 A scoped entry (ceiling, region, where, or several) excuses only the violations inside its scope:
 one above the ceiling or outside the region fails the check as usual, so a new defect in
@@ -32,6 +33,7 @@ _KEYS = {"clause", "backend", "dtype", "device", "mode", "reason", "reproducer",
 WHERE = {  # the predicates ``where`` may name
     "nonfinite": "an input entry is infinite or NaN",
     "rows_beyond_65504": "the row has more than 65504 entries (a sum of its e^(z - max z) can pass float16's range)",
+    "posinf_entry": "the row (the first argument) has a +inf entry",
 }
 
 
@@ -51,7 +53,7 @@ class Deviation:
     reproducer: str | None = None
     ceiling: float | None = None                          # largest excused error, criterion units
     region: tuple[tuple[float, float] | None, ...] | None = None  # per argument: [min, max] or any
-    where: str | None = None                              # a predicate of WHERE
+    where: tuple[str, ...] | None = None                  # predicates of WHERE (any one)
     matched: int = 0
 
     @property
@@ -73,25 +75,35 @@ class Deviation:
                 continue
             a = a.reshape(error.size, -1)
             inside &= np.all((a >= bounds[0]) & (a <= bounds[1]), axis=1)
-        if self.where == "rows_beyond_65504":
-            a = np.asarray(inputs[0]) if inputs else np.empty(0)
-            n = a.size // max(error.size, 1) if a.size % max(error.size, 1) == 0 else 0
-            inside &= n > 65504
-        if self.where == "nonfinite":
-            some = np.zeros(error.shape, dtype=bool)
-            for arg in inputs:
-                a = np.asarray(arg, dtype=np.float64)
-                if a.size and a.size % max(error.size, 1) == 0:
-                    some |= ~np.all(np.isfinite(a.reshape(error.size, -1)), axis=1)
-            inside &= some
+        if self.where is not None:  # a predicate, or a list of them: any one holds
+            inside &= np.any([self._holds(w, inputs, error.size) for w in self.where], axis=0)
         return inside
+
+    @staticmethod
+    def _holds(pred: str, inputs: list, size: int) -> "np.ndarray":
+        """Which of ``size`` items satisfy the WHERE predicate ``pred``."""
+        import numpy as np
+        n = max(size, 1)
+        if pred == "rows_beyond_65504":
+            a = np.asarray(inputs[0]) if inputs else np.empty(0)
+            return np.full(size, (a.size // n if a.size % n == 0 else 0) > 65504)
+        if pred == "posinf_entry":
+            a = np.asarray(inputs[0], dtype=np.float64) if inputs else np.empty(0)
+            return (np.any(np.isposinf(a.reshape(size, -1)), axis=1) if a.size and a.size % n == 0
+                    else np.zeros(size, dtype=bool))
+        some = np.zeros(size, dtype=bool)  # nonfinite
+        for arg in inputs:
+            a = np.asarray(arg, dtype=np.float64)
+            if a.size and a.size % n == 0:
+                some |= ~np.all(np.isfinite(a.reshape(size, -1)), axis=1)
+        return some
 
     def scope_text(self) -> str:
         parts = [f"error <= {self.ceiling:g}"] if self.ceiling is not None else []
         if self.region is not None:
             parts += [f"argument {i} in [{b[0]:g}, {b[1]:g}]" for i, b in enumerate(self.region) if b is not None]
         if self.where is not None:
-            parts.append(WHERE[self.where])
+            parts.append(" or ".join(WHERE[w] for w in self.where))
         return " and ".join(parts) or "everywhere"
 
     def matches(self, *, clause: str, backend: str, dtype: str, device: str, mode: str | None) -> bool:
@@ -144,8 +156,10 @@ def parse(text: str, source: str) -> list[Deviation]:
                 raise XfailFileError(f"{where}: 'region' must be a list with one [min, max] (or []) per argument")
             region = tuple(tuple(float(x) for x in b) if b else None for b in region)
         pred = raw.get("where")
-        if pred is not None and pred not in WHERE:
-            raise XfailFileError(f"{where}: 'where' must be one of {sorted(WHERE)}, not {pred!r}")
+        if pred is not None:
+            pred = (pred,) if isinstance(pred, str) else tuple(pred) if isinstance(pred, list) else (pred,)
+            if not pred or any(p not in WHERE for p in pred):
+                raise XfailFileError(f"{where}: 'where' must be one of {sorted(WHERE)} or a list of them, not {raw.get('where')!r}")
         out.append(Deviation(clause=raw["clause"], reason=raw["reason"].strip(), source=source,
                              backend=raw.get("backend"), dtype=dtype, device=raw.get("device"),
                              mode=raw.get("mode"), reproducer=raw.get("reproducer"),
