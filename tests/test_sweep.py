@@ -315,6 +315,33 @@ def test_sweep_jobs_give_the_same_results(tmp_path):
     assert _stable(sweep.run(cfg)) == _stable(one)
 
 
+def test_sweep_merge_equals_one_sweep(tmp_path):
+    """Sweeps of disjoint bit ranges merge into the sweep of their union (histograms, worst
+    inputs, counts); overlapping ranges and other versions are refused; a table of a merged
+    report marks each cell that is not exhaustive."""
+    a, b = (0x3F1FF000, 0x3F200000), (0xBF1FF000, 0xBF201000)
+    whole = sweep.run(_config(tmp_path / "w", ["numpy"], bits=(a, b)))
+    parts = [sweep.run(_config(tmp_path / n, ["numpy"], bits=(r,))) for n, r in (("a", a), ("b", b))]
+    merged = sweep.merge(parts)
+    key = lambda c: (c["backend"], c["op"], c["kind"])
+    for c, m in zip(sorted(whole["cells"], key=key), sorted(merged["cells"], key=key)):
+        assert {k: c[k] for k in ("inputs", "hist", "worst", "max_ulp", "above")} == \
+            {k: m[k] for k in ("inputs", "hist", "worst", "max_ulp", "above")}
+    assert sweep.report_bits(merged) == [a, b]
+    with pytest.raises(ValueError, match="overlap"):
+        sweep.merge([parts[0], parts[0]])
+    other = json.loads(json.dumps(parts[1]))
+    other["environment"]["versions"]["numpy"] = "0"
+    with pytest.raises(ValueError, match="versions"):
+        sweep.merge([parts[0], other])
+    full = json.loads(json.dumps(merged))
+    for c in full["cells"]:
+        if c["kind"] == "value":
+            c["inputs"] = sweep.F32_FINITE  # as if the value were swept exhaustively, the derivative not
+    rows = {line.split(" | ")[0]: line for line in sweep.table([full]).splitlines() if line.startswith("| sigmoid")}
+    assert "(partial)" not in rows["| sigmoid"] and rows["| sigmoid'"].endswith("(partial) |")
+
+
 def test_sweep_float64_sample(tmp_path):
     cfg = sweep.Config(backends=["numpy"], ops=["sigmoid"], dtype="float64", device="cpu", report=tmp_path,
                        samples=300, progress=False)

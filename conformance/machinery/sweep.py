@@ -468,7 +468,7 @@ def run(cfg: Config) -> dict:
     for c in (c for op in cfg.ops for c in results[op]["cells"]):
         c["flush_to_zero"] = flush[c["backend"]]
     report = {"schema": "ffnspec-sweep/1", "dtype": cfg.dtype, "device": cfg.device, "inputs": _inputs_text(cfg),
-              "command": command(cfg),
+              "command": command(cfg), "bits": [list(r) for r in cfg.bits] if cfg.dtype == "float32" else None,
               "chunk": cfg.chunk if cfg.dtype == "float32" else SAMPLE_CHUNK, "exhaustive": cfg.dtype == "float32" and cfg.covered() == F32_FINITE,
               "bin_labels": BIN_LABELS, "environment": environment(cfg),
               "cells": [c for op in cfg.ops for c in results[op]["cells"]],
@@ -548,6 +548,82 @@ def aggregate(cfg: Config, op: str, chunks: Iterable[int]) -> dict:
         r["cast_wrong_inputs"] = r["cast_wrong_inputs"][:CAST_KEEP]
         r["max_rss_mb_per_process"] = rss
     return {"cells": out, "reference": list(refs.values())}
+
+
+def report_bits(rep: dict) -> list[tuple[int, int]]:
+    """The float32 bit-pattern ranges a report covers (older reports: from their command)."""
+    if rep.get("bits"):
+        return [tuple(r) for r in rep["bits"]]
+    cmd = rep.get("command", "").split()
+    if "--bits" in cmd:
+        return [tuple(int(v, 0) for v in r.split(":")) for r in cmd[cmd.index("--bits") + 1].split(",")]
+    return [(0, 1 << 32)]
+
+
+def merge(reports: list[dict]) -> dict:
+    """One float32 report from sweeps of disjoint bit ranges, same dtype, device and versions:
+    a cell's histogram and time are the sums, its worst inputs the WORST largest of all, its
+    inputs the sum (a cell is exhaustive when that is every finite float32).  The cells of one
+    (backend, op, kind) are summed wherever they occur; a cell missing from some parts covers
+    fewer inputs (and is marked partial in the table)."""
+    if not reports:
+        raise ValueError("nothing to merge")
+    first = reports[0]
+    for rep in reports:
+        if rep["dtype"] != "float32" or rep["device"] != first["device"]:
+            raise ValueError("merge: float32 reports of one device only")
+        if rep["environment"]["versions"] != first["environment"]["versions"]:
+            raise ValueError(f"merge: versions differ: {rep['environment']['versions']} vs {first['environment']['versions']}")
+    bits = [r for rep in reports for r in report_bits(rep)]
+    cover = Config([], [], "float32", first["device"], Path("."), bits=tuple(bits)).covered()
+    if cover != sum(Config([], [], "float32", first["device"], Path("."), bits=tuple(report_bits(rep))).covered()
+                    for rep in reports) or any(a[0] < b[1] and b[0] < a[1] for i, a in enumerate(bits) for b in bits[i + 1:]):
+        raise ValueError("merge: the reports' bit ranges overlap")
+    cells: dict = {}
+    for rep in reports:
+        for c in rep["cells"]:
+            key = (c["backend"], c["op"], c["kind"])
+            if key not in cells:
+                cells[key] = json.loads(json.dumps(c))
+                continue
+            a = cells[key]
+            if "unavailable" in c or "unavailable" in a:
+                continue
+            a["inputs"] += c["inputs"]
+            a["hist"] = [p + q for p, q in zip(a["hist"], c["hist"])]
+            a["worst"] = sorted(a["worst"] + c["worst"], key=lambda w: (-w["ulp"], w["x"]))[:WORST]
+            a["tie_truncated"] |= c["tie_truncated"]
+            a["seconds"] += c["seconds"]
+            a["backend_seconds"] += c["backend_seconds"]
+    for a in cells.values():
+        if "unavailable" not in a:
+            a["max_ulp"] = a["worst"][0]["ulp"] if a["worst"] else 0.0
+            a["above"] = {f"{t:g}": sum(n for n, lo in zip(a["hist"], [0.0, 0.0] + EDGES + [math.inf]) if lo >= t)
+                          for t in THRESHOLDS}
+    refs: dict = {}
+    for rep in reports:
+        for r in rep["reference"]:
+            if r["reference"] not in refs:
+                refs[r["reference"]] = dict(r)
+                continue
+            a = refs[r["reference"]]
+            for k in ("inputs", "exact_path", "cast_wrong", "seconds"):
+                a[k] += r[k]
+            a["cast_wrong_inputs"] = (a["cast_wrong_inputs"] + r["cast_wrong_inputs"])[:CAST_KEEP]
+            a["max_rss_mb_per_process"] = max(a["max_rss_mb_per_process"], r["max_rss_mb_per_process"])
+    every = all(c.get("inputs") == F32_FINITE for c in cells.values() if "unavailable" not in c)
+    parts = "; ".join(f"{rep['inputs']} ({rep['environment']['date']})" for rep in reports)
+    return {**first, "inputs": f"every finite float32 ({F32_FINITE} inputs)" if every else
+            f"per cell (merged from {len(reports)} sweeps: {parts})", "command": " + ".join(r["command"] for r in reports),
+            "bits": [list(r) for r in sorted(bits)], "exhaustive": every,
+            "merged_from": [{"inputs": r["inputs"], "command": r["command"], "date": r["environment"]["date"]}
+                            for r in reports],
+            "cells": list(cells.values()), "reference": list(refs.values())}
+
+
+def cell_exhaustive(c: dict) -> bool:
+    """Whether a float32 cell covers every finite float32 input."""
+    return c["dtype"] == "float32" and c.get("inputs") == F32_FINITE
 
 
 def environment(cfg: Config) -> dict:
@@ -652,16 +728,16 @@ def table(results: list[dict]) -> str:
     x device, cells max ULP (worst input).  A column from a partial sweep is marked and its
     coverage said: its maxima are lower bounds of the exhaustive ones."""
     cols: list[tuple[str, str, str]] = []
-    partial: dict = {}
     cells: dict = {}
     for rep in results:
         for c in rep["cells"]:
             col = (c["backend"], c["dtype"], c["device"])
             if col not in cols:
                 cols.append(col)
-            if not rep.get("exhaustive", False):
-                partial[col] = rep["inputs"]
             cells[(c["op"], c["kind"], col)] = c
+    part = {key: "unavailable" not in c and not cell_exhaustive(c) for key, c in cells.items()}
+    partial = {col for col in cols if all(part[k] for k in cells if k[2] == col and "unavailable" not in cells[k])}
+    mixed = {col for col in cols if col not in partial and any(part[k] for k in cells if k[2] == col)}
     lines = ["# Accuracy of activation functions", "",
              "Generated by `ffnspec sweep --table` from the committed sweep results in docs/sweeps/; do not edit.",
              "", "Each cell: the largest error in ULPs of the exact value, err = |y - f(x)| / u(f(x)) "
@@ -681,9 +757,10 @@ def table(results: list[dict]) -> str:
     if ftz:
         lines += ["", f"Declared flush-to-zero ({', '.join(ftz)}): a 0 where the exact value is subnormal is "
                   "not counted as an error, as in the conformance records."]
-    if partial:
-        lines += ["", "Columns marked (partial) come from a partial sweep: their maxima are over the inputs "
-                  "listed above only, lower bounds of the exhaustive maxima."]
+    if partial or mixed:
+        lines += ["", "Columns marked (partial), and cells marked (partial) in the other columns, come from a "
+                  "partial sweep: their maxima are over the inputs listed above only, lower bounds of the "
+                  "exhaustive maxima. Every other float32 cell is over every finite float32 input."]
     lines.append("")
     lines.append("| function | " + " | ".join(f"{b} {d} {v}" + (" (partial)" if (b, d, v) in partial else "")
                                            for b, d, v in cols) + " |")
@@ -693,7 +770,8 @@ def table(results: list[dict]) -> str:
             row = [QUANTITY_NAMES[kind].format(op=op)]
             for col in cols:
                 c = cells.get((op, kind, col))
-                row.append("not measured" if c is None else cell_text(c))
+                row.append("not measured" if c is None else cell_text(c)
+                           + (" (partial)" if col in mixed and part[(op, kind, col)] else ""))
             lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     return "\n".join(lines)
