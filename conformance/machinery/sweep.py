@@ -569,11 +569,13 @@ def merge(reports: list[dict]) -> dict:
     if not reports:
         raise ValueError("nothing to merge")
     first = reports[0]
+    versions: dict = {}
     for rep in reports:
         if rep["dtype"] != "float32" or rep["device"] != first["device"]:
             raise ValueError("merge: float32 reports of one device only")
-        if rep["environment"]["versions"] != first["environment"]["versions"]:
-            raise ValueError(f"merge: versions differ: {rep['environment']['versions']} vs {first['environment']['versions']}")
+        for k, v in rep["environment"]["versions"].items():
+            if versions.setdefault(k, v) != v:
+                raise ValueError(f"merge: versions differ: {k} {versions[k]} vs {v}")
     bits = [r for rep in reports for r in report_bits(rep)]
     cover = Config([], [], "float32", first["device"], Path("."), bits=tuple(bits)).covered()
     if cover != sum(Config([], [], "float32", first["device"], Path("."), bits=tuple(report_bits(rep))).covered()
@@ -613,7 +615,8 @@ def merge(reports: list[dict]) -> dict:
             a["max_rss_mb_per_process"] = max(a["max_rss_mb_per_process"], r["max_rss_mb_per_process"])
     every = all(c.get("inputs") == F32_FINITE for c in cells.values() if "unavailable" not in c)
     parts = "; ".join(f"{rep['inputs']} ({rep['environment']['date']})" for rep in reports)
-    return {**first, "inputs": f"every finite float32 ({F32_FINITE} inputs)" if every else
+    return {**first, "environment": {**first["environment"], "versions": versions},
+            "inputs": f"every finite float32 ({F32_FINITE} inputs)" if every else
             f"per cell (merged from {len(reports)} sweeps: {parts})", "command": " + ".join(r["command"] for r in reports),
             "bits": [list(r) for r in sorted(bits)], "exhaustive": every,
             "merged_from": [{"inputs": r["inputs"], "command": r["command"], "date": r["environment"]["date"]}
