@@ -3,7 +3,8 @@
 float32: every finite input (2^32 - 2^24 bit patterns), in chunks of CHUNK consecutive bit
 patterns.  Per chunk the reference of each quantity (an op's value, or its derivative) is
 computed once, by ``reference.fastref`` (a float64 kernel, the exact path near rounding
-boundaries), and every backend asked for is measured against it.  float64: a seeded sample of
+boundaries; closed forms where the result is provably a constant, x or +-0), and every backend
+asked for is measured against it, every elementwise pass over cache-sized BLOCKs.  float64: a seeded sample of
 random bit patterns plus the neighbourhoods of the thresholds (exhaustive is impossible), with
 the exact reference throughout (no rigorous fast float64 reference: docs/measure.md).
 
@@ -19,7 +20,9 @@ own; where t lies within 2^-106 |t| of a float32 value or midpoint -- the satura
 pinned fast value is kept, being more precise than the exact path's 106-bit canonical lo), and
 the time.  Fast-path errors are binned exactly: the fast reference lies on the same
 side of every comparison point as t (docs/measure.md), and ties with a bin edge are settled by
-exact comparisons.  Each finished chunk is a JSON file under REPORT/state/: a rerun skips it.
+exact comparisons; a result equal to the correctly rounded value takes that value's bins,
+computed once per reference.  Each finished chunk is a JSON file under REPORT/state/: a rerun
+skips it.  ``merge`` joins sweeps of disjoint bit ranges.
 """
 from __future__ import annotations
 
