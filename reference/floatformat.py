@@ -150,7 +150,7 @@ def is_representable(a: np.ndarray, fmt: Format) -> np.ndarray:
     (probed: then ``round_array``)."""
     a = np.asarray(a, dtype=np.float64)
     if fmt.name == "float32" and np.array_equal(_SUBNORMAL32.astype(np.float32).astype(np.float64), _SUBNORMAL32):
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"):
             r = a.astype(np.float32).astype(np.float64)
     else:
         r = round_array(a, fmt)
