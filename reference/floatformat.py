@@ -141,19 +141,9 @@ def round_exact(hi: np.ndarray, lo: np.ndarray, sgn: np.ndarray, fmt: Format) ->
     return np.where(boundary, moved, r)
 
 
-_SUBNORMAL32 = np.array([2.0 ** -149, 3 * 2.0 ** -149])
-
-
 def is_representable(a: np.ndarray, fmt: Format) -> np.ndarray:
-    """Whether each float64 value is a value of fmt (NaN counts).  float32: by the round trip
-    through NumPy's float32 cast, exact for every float32 value unless flush-to-zero is set
-    (probed: then ``round_array``)."""
     a = np.asarray(a, dtype=np.float64)
-    if fmt.name == "float32" and np.array_equal(_SUBNORMAL32.astype(np.float32).astype(np.float64), _SUBNORMAL32):
-        with np.errstate(over="ignore", invalid="ignore"):
-            r = a.astype(np.float32).astype(np.float64)
-    else:
-        r = round_array(a, fmt)
+    r = round_array(a, fmt)
     return (r == a) | np.isnan(a)
 
 
