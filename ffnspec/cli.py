@@ -9,6 +9,7 @@
     ffnspec sweep --backend NAME[,NAME...] --op OP[,OP...] --dtype float32|float64 [--device D]
                   [--report DIR] [--jobs N] [--samples N]
     ffnspec sweep --table [--results FILE ...] [--out PATH]
+    ffnspec sweep --merge FILE FILE ... --out FILE
 
 Every option, path and adapter attribute is validated before any work starts.
 Exit status (a contract, also for scripts and CI):
@@ -309,6 +310,16 @@ def _sweep(args: argparse.Namespace) -> int:
         out.write_text(sweep.table(results))
         print(f"{out} written from {len(paths)} result file(s)")
         return CONFORMS
+    if args.merge:
+        try:
+            merged = sweep.merge([json.loads(Path(p).read_text()) for p in args.merge])
+        except (OSError, ValueError) as e:
+            raise UsageFailure(f"--merge: {e}") from None
+        if not args.out:
+            raise UsageFailure("--merge needs --out FILE")
+        Path(args.out).write_text(json.dumps(merged, indent=1) + "\n")
+        print(f"{args.out} written from {len(args.merge)} sweep(s)")
+        return CONFORMS
     cfg = _sweep_config(args)
     t0 = __import__("time").perf_counter()
     report = sweep.run(cfg)
@@ -375,7 +386,9 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--quiet", action="store_true", help="no progress line")
     w.add_argument("--table", action="store_true", help="write docs/accuracy.md from committed sweep results")
     w.add_argument("--results", nargs="+", metavar="FILE", help="--table: sweep JSON files [docs/sweeps/*.json]")
-    w.add_argument("--out", help="--table: output path [docs/accuracy.md]")
+    w.add_argument("--out", help="--table: output path [docs/accuracy.md]; --merge: the merged JSON")
+    w.add_argument("--merge", nargs="+", metavar="FILE", help="float32 sweep JSON files of disjoint bit ranges to "
+                   "merge into one (--out FILE)")
     w.set_defaults(func=_sweep)
     return p
 

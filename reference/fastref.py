@@ -279,24 +279,247 @@ def exact_values(name: str, x: np.ndarray, fmt: Format = F32):
     return hi, lo, round_exact(hi, lo, sgn, fmt)
 
 
-def reference(name: str, x: np.ndarray, fmt: Format = F32) -> tuple[Fast, np.ndarray]:
+# --- closed-form regions -------------------------------------------------------------------
+# Where the classification of ``classify`` is known in advance (docs/measure.md, "Closed-form
+# regions", derives each threshold), only the few passes the result needs are evaluated, with
+# the kernel's own formulas (so every value is bit for bit the kernel's).  Each element's
+# criterion is still checked (the pin's |c| + MARGIN e_c + ABS < h/4, the zero region's
+# |y| < 2^-151): an element that fails it goes to the general path, so a threshold decides only
+# speed, never a value.
+
+ZERO_BELOW = 2.0 ** -151       # |t| below this: RN32(t) = +-0 and the nearest point of H is 0
+
+
+@dataclass(frozen=True)
+class Region:
+    """Inputs lo <= x <= hi (float32 values of one sign) of one kernel.
+
+    kind "pin": t = base + c with |c| < h/4 (mode 2), base a float32 (None: base = x), side
+    the sign of c; ``part(x)`` returns (c, e_c).  A base of None is ``scale`` x.  kind "zero": |t| < 2^-151 (mode 1, or 3
+    below TINY) with sign ``side``; ``part(x)`` returns (y, e_y)."""
+    lo: float
+    hi: float
+    kind: str
+    part: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+    base: float | None = None
+    side: float = 1.0
+    negate: bool = False       # part and base are of -x (log_sigmoid' = sigma(-x))
+    scale: float = 1.0
+
+
+def _mirror(r: Region) -> Region:
+    return Region(-r.hi, -r.lo, r.kind, r.part, r.base, r.side, not r.negate, r.scale)
+
+
+def _sig_tanh_half(x):
+    c = np.tanh(x / 2) / 2
+    return c, CLAIM * np.abs(c)
+
+
+def _sig_minus_sn(x):
+    _, _, sn = _sig_parts(x)
+    c = -sn
+    return c, CLAIM * np.abs(c)
+
+
+def _sig_sn(x):
+    _, _, sn = _sig_parts(x)
+    return sn, CLAIM * sn
+
+
+def _softplus_l(x):
+    l = np.log1p(np.exp(-np.abs(x)))
+    return l, CLAIM * l
+
+
+def _log_sigmoid_minus_l(x):
+    l, e = _softplus_l(x)
+    return -l, e
+
+
+def _tanh_cubic(x):
+    cubic = -(x * x * x) / 3
+    return cubic, CLAIM * np.abs(cubic) + (2 / 15) * np.abs(x) ** 5
+
+
+def _tanh_tail(x):
+    a = np.exp(-2 * np.abs(x))
+    tail = 2 * a / (1 + a)
+    return -np.sign(x) * tail, CLAIM * tail
+
+
+def _tanh_grad_sq(x):
+    c = -np.tanh(x) ** 2
+    return c, CLAIM * np.abs(c)
+
+
+def _tanh_grad_y(x):
+    a = np.exp(-2 * np.abs(x))
+    d = 1 + a
+    y = (4 * a / d) / d
+    return y, CLAIM * y
+
+
+def _sig_grad_sq(x):
+    c = -np.tanh(x / 2) ** 2 / 4
+    return c, CLAIM * np.abs(c)
+
+
+def _sig_grad_y(x):
+    _, sp, sn = _sig_parts(x)
+    y = sp * sn
+    return y, CLAIM * y
+
+
+def _silu_near0(x):
+    c = x * np.tanh(x / 2) / 2
+    return c, CLAIM * np.abs(c)
+
+
+def _silu_big(x):
+    _, _, sn = _sig_parts(x)
+    c = -x * sn
+    return c, CLAIM * np.abs(c)
+
+
+def _silu_y(x):
+    _, _, sn = _sig_parts(x)
+    y = x * sn
+    return y, CLAIM * np.abs(y)
+
+
+def _silu_grad_near0(x):
+    _, sp, sn = _sig_parts(x)
+    c = np.tanh(x / 2) / 2 + x * (sp * sn)
+    return c, CLAIM * np.abs(c)
+
+
+def _silu_grad_big(x):
+    _, sp, sn = _sig_parts(x)
+    return sn * (x * sp - 1), CLAIM * sn * (x * sp + 1)
+
+
+def _silu_grad_y(x):
+    _, sp, sn = _sig_parts(x)     # x < 0: sigma(x) = sn, sigma(-x) = sp
+    return sn * (1 + x * sp), CLAIM * (sn * (1 + np.abs(x) * sp))
+
+
+_MAX = float(np.finfo(np.float32).max)
+_SUB = 2.0 ** -149             # the least positive float32
+_SIGMOID = (Region(_SUB, 2.0 ** -27, "pin", _sig_tanh_half, 0.5, 1.0),
+            Region(-2.0 ** -27, -_SUB, "pin", _sig_tanh_half, 0.5, -1.0),
+            Region(19.0, _MAX, "pin", _sig_minus_sn, 1.0, -1.0),
+            Region(-_MAX, -106.0, "zero", _sig_sn))
+REGIONS: dict[str, tuple[Region, ...]] = {
+    "act.sigmoid": _SIGMOID,
+    "act.softplus_grad": _SIGMOID,
+    "act.log_sigmoid_grad": tuple(_mirror(r) for r in _SIGMOID),
+    "act.tanh": (Region(_SUB, 2.0 ** -14, "pin", _tanh_cubic, None, -1.0),
+                 Region(-2.0 ** -14, -_SUB, "pin", _tanh_cubic, None, 1.0),
+                 Region(10.0, _MAX, "pin", _tanh_tail, 1.0, -1.0),
+                 Region(-_MAX, -10.0, "pin", _tanh_tail, -1.0, 1.0)),
+    "act.tanh_grad": (Region(_SUB, 2.0 ** -14, "pin", _tanh_grad_sq, 1.0, -1.0),
+                      Region(-2.0 ** -14, -_SUB, "pin", _tanh_grad_sq, 1.0, -1.0),
+                      Region(54.0, _MAX, "zero", _tanh_grad_y),
+                      Region(-_MAX, -54.0, "zero", _tanh_grad_y)),
+    "act.sigmoid_grad": (Region(_SUB, 2.0 ** -13, "pin", _sig_grad_sq, 0.25, -1.0),
+                         Region(-2.0 ** -13, -_SUB, "pin", _sig_grad_sq, 0.25, -1.0),
+                         Region(106.0, _MAX, "zero", _sig_grad_y),
+                         Region(-_MAX, -106.0, "zero", _sig_grad_y)),
+    "act.softplus": (Region(16.0, _MAX, "pin", _softplus_l, None, 1.0),
+                     Region(-_MAX, -106.0, "zero", _softplus_l)),
+    "act.log_sigmoid": (Region(-_MAX, -16.0, "pin", _log_sigmoid_minus_l, None, -1.0),
+                        Region(106.0, _MAX, "zero", _log_sigmoid_minus_l, side=-1.0)),
+    # x/2 is a float32 only for |x| >= 2^-125: the subnormal x take the general path
+    "act.silu": (Region(2.0 ** -125, 2.0 ** -28, "pin", _silu_near0, None, 1.0, scale=0.5),
+                 Region(-2.0 ** -28, -2.0 ** -125, "pin", _silu_near0, None, 1.0, scale=0.5),
+                 Region(20.0, _MAX, "pin", _silu_big, None, -1.0),
+                 Region(-_MAX, -112.0, "zero", _silu_y, side=-1.0)),
+    "act.silu_grad": (Region(_SUB, 2.0 ** -30, "pin", _silu_grad_near0, 0.5, 1.0),
+                      Region(-2.0 ** -30, -_SUB, "pin", _silu_grad_near0, 0.5, -1.0),
+                      Region(24.0, _MAX, "pin", _silu_grad_big, 1.0, 1.0),
+                      Region(-_MAX, -112.0, "zero", _silu_grad_y, side=-1.0)),
+}
+
+
+def _select(x: np.ndarray, lo: float, hi: float):
+    """The elements of x in [lo, hi]: a slice when they are consecutive (a sweep chunk), else
+    an index array; None when there are none."""
+    idx = np.flatnonzero((x >= lo) & (x <= hi))
+    if not idx.size:
+        return None
+    if idx[-1] - idx[0] + 1 == idx.size:
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return idx
+
+
+def _fill(r: Region, xs: np.ndarray, out: dict, at, todo: np.ndarray) -> None:
+    """Write region r's results for inputs xs at positions ``at``; clear todo where its
+    criterion holds (the others stay for the general path)."""
+    arg = -xs if r.negate else xs
+    with np.errstate(invalid="ignore", over="ignore", under="ignore"):
+        v, e = r.part(arg)
+        if r.kind == "pin":
+            b = r.scale * arg if r.base is None else np.full_like(xs, r.base)
+            if r.negate and r.base is None:
+                raise ValueError("a mirrored pin needs a constant base")
+            ab = np.abs(b)
+            toward0 = np.sign(r.side) != np.sign(b)
+            hb = half_spacing(np.where(toward0, ab * (1 - 2.0 ** -30), ab))
+            ok = np.abs(v) + MARGIN * e + ABS < hb / 4
+            stand = np.where((np.sign(v) == r.side) & (v != 0), v, r.side * STAND_IN)
+            vals = (b, stand, b, np.where(stand == v, 0.0, np.abs(v)) + e + ABS, b, True)
+        else:
+            av = np.abs(v)
+            tiny = av < TINY
+            ok = (av < ZERO_BELOW) & (tiny | (av > MARGIN * e))
+            hi = np.where(v != 0, v, r.side * STAND_IN)
+            cr = round32(hi)
+            vals = (hi, 0.0, cr, np.where(tiny, 2 * TINY, e), cr, False)
+    if not ok.all():
+        keep = np.flatnonzero(ok)
+        at = np.arange(todo.size)[at][keep]
+        vals = tuple(a[keep] if isinstance(a, np.ndarray) else a for a in vals)
+    for key, a in zip(("hi", "lo", "cr", "bound", "cast", "pinned"), vals):
+        out[key][at] = a
+    todo[at] = False
+
+
+def reference(name: str, x: np.ndarray, fmt: Format = F32, closed: bool = True) -> tuple[Fast, np.ndarray]:
     """The fast reference of ``name`` (an act reference) at float32 values x, and the plain
-    kernel value cast to float32 (what a float64-then-cast reference would say)."""
+    kernel value cast to float32 (what a float64-then-cast reference would say; where a
+    closed-form region answers, the cast is equal as a number, signed zeros aside).  closed=False:
+    the general path at every input (the tests compare the two)."""
     if fmt.name != "float32":
         raise ValueError("the fast reference is for float32; float64 sweeps use the exact path")
     if not conversion_ok():
         raise RuntimeError("float64 -> float32 conversion does not round subnormals correctly in this "
                            "process (flush-to-zero set?): the fast reference cannot be used")
     x = np.asarray(x, dtype=np.float64)
-    ap = KERNELS[name](x)
-    mode, hi, lo, cr, bound = classify(x, ap, fmt)
-    exact = mode == 0
-    if exact.any():
-        ehi, elo, ecr = exact_values(name, x[exact], fmt)
-        hi[exact], lo[exact], cr[exact] = ehi, elo, ecr
-    with np.errstate(invalid="ignore", over="ignore"):
-        cast = round32(ap.y)
-    return Fast(hi, lo, cr, bound, exact, mode == 2), cast
+    n = x.size
+    out = {"hi": np.empty(n), "lo": np.zeros(n), "cr": np.empty(n), "bound": np.empty(n), "cast": np.empty(n),
+           "pinned": np.zeros(n, bool)}
+    todo = np.ones(n, bool)
+    for r in REGIONS.get(name, ()) if closed else ():
+        at = _select(x, r.lo, r.hi)
+        if at is not None:
+            _fill(r, x[at], out, at, todo)
+    exact = np.zeros(n, bool)
+    rest = np.flatnonzero(todo)
+    if rest.size:
+        at = slice(None) if rest.size == n else rest
+        xr = x[at]
+        ap = KERNELS[name](xr)
+        mode, hi, lo, cr, bound = classify(xr, ap, fmt)
+        ex = mode == 0
+        if ex.any():
+            hi[ex], lo[ex], cr[ex] = exact_values(name, xr[ex], fmt)
+        with np.errstate(invalid="ignore", over="ignore"):
+            cast = round32(ap.y)
+        for key, a in zip(("hi", "lo", "cr", "bound", "cast", "pinned"), (hi, lo, cr, bound, cast, mode == 2)):
+            out[key][at] = a
+        exact[at] = ex
+    return Fast(out["hi"], out["lo"], out["cr"], out["bound"], exact, out["pinned"]), out["cast"]
 
 
 def assumption_error(fn: str, args: np.ndarray) -> float:

@@ -1,7 +1,8 @@
 """``ffnspec sweep`` and its fast float32 reference (reference/fastref.py): the fast reference
 equals the exact one (also where a float64-then-cast reference is wrong), its error bins equal
-the exact measure's, the sweep finds deliberately broken backends, resumes, and validates its
-options before work; docs/accuracy.md matches the committed results."""
+the exact measure's, its closed-form regions and shortened measure give the general path's
+values and cells bit for bit, the sweep finds deliberately broken backends, resumes, merges, and
+validates its options before work; docs/accuracy.md matches the committed results."""
 from __future__ import annotations
 
 import json
@@ -171,6 +172,83 @@ def test_fast_bins_are_exact(name):
         assert np.array_equal(b[keep], want[keep]), (name, x[keep][b[keep] != want[keep]][:4])
 
 
+# ------------------------------------------------------------------ closed-form regions ----
+def _region_inputs(name: str, k: int, n_random: int, seed: int) -> np.ndarray:
+    """k consecutive float32 on each side of every closed-form region's ends (and of +-0), and
+    n_random random bit patterns."""
+    rng = np.random.default_rng(seed)
+    ends = [v for r in fastref.REGIONS[name] for v in (r.lo, r.hi)] + [0.0, -0.0]
+    bits = [rng.integers(0, 1 << 32, n_random, dtype=np.uint64)]
+    for v in ends:
+        b = int(np.float32(v).view(np.uint32))
+        bits.append(np.arange(b - k, b + k + 1, dtype=np.int64).astype(np.uint64) % (1 << 32))
+    x = _f32(np.concatenate(bits))
+    return x[np.isfinite(x)]
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.dtype == b.dtype and np.array_equal(a.view(np.uint8), b.view(np.uint8))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_closed_regions_equal_the_general_path(name):
+    """The closed-form regions give bit for bit the general path's (hi, lo, cr, bound, exact,
+    pinned) and the same cast (as numbers), at 2^14 inputs on each side of every region end and
+    2^18 random ones; and no region input fails its criterion there (a threshold is never wrong)."""
+    x = _region_inputs(name, 1 << 14, 1 << 18, seed=11)
+    fast, cast = fastref.reference(name, x)
+    full, fcast = fastref.reference(name, x, closed=False)
+    for f in ("hi", "lo", "cr", "bound", "exact", "pinned"):
+        assert _same(getattr(fast, f), getattr(full, f)), (name, f)
+    assert np.array_equal(cast, fcast)
+    for r in fastref.REGIONS[name]:
+        at = fastref._select(x, r.lo, r.hi)
+        todo = np.ones(x.size, bool)
+        out = {k: np.empty(x.size) for k in ("hi", "lo", "cr", "bound", "cast")} | {"pinned": np.zeros(x.size, bool)}
+        fastref._fill(r, x[at], out, at, todo)
+        assert not todo[at].any(), (name, r.lo, r.hi)
+
+
+def test_closed_regions_cover_most_patterns():
+    """The share of finite float32 inputs each reference answers in closed form (the speed of a
+    sweep): 86-93 %, softplus and log-sigmoid 48 % (near 0 their value is ln 2, no float32)."""
+    finite = sweep.F32_FINITE
+    for name, regions in fastref.REGIONS.items():
+        n = 0
+        for r in regions:
+            lo, hi = sorted(int(np.float32(v).view(np.uint32)) for v in (r.lo, r.hi))
+            n += hi - lo + 1
+        assert n / finite > (0.48 if name in ("act.softplus", "act.log_sigmoid") else 0.85), name
+
+
+@pytest.mark.parametrize("op", ["sigmoid", "tanh", "softplus", "log_sigmoid", "silu"])
+def test_sweep_cells_equal_the_general_path(op):
+    """A sweep chunk's cells (histogram, worst inputs, near-tie flag) are those of the general
+    path (no closed forms, every result binned afresh) for every backend result the tests can
+    make: the correctly rounded one, its neighbours, a float16 rounding and a 0, at every region
+    end and at random inputs."""
+    cfg = sweep.Config([], [op], "float32", "cpu", Path("."))
+    for kind in sweep.KINDS:
+        name = sweep.reference_name(op, kind)
+        x = _region_inputs(name, 1 << 12, 1 << 16, seed=13)
+        new = sweep.shared(cfg, x, sweep.reference(cfg, name, x))
+        ref_old = fastref.reference(name, x, closed=False)
+        old = sweep.shared(cfg, x, (ref_old[0].hi, ref_old[0].lo, ref_old[0].cr, ref_old[0].bound,
+                                    ref_old[0].exact, ref_old[1], ref_old[0].pinned))
+        c32 = new.cr.astype(np.float32)
+        with np.errstate(over="ignore"):
+            ys = [new.cr, np.nextafter(c32, np.float32(np.inf)).astype(np.float64),
+                  np.nextafter(c32, np.float32(-np.inf)).astype(np.float64),
+                  new.cr.astype(np.float16).astype(np.float64), np.where(np.arange(x.size) % 3 == 0, 0.0, new.cr)]
+        for y in ys:
+            for ftz in (False, True):
+                got = sweep.measure_cell(cfg, name, y, new, ftz)
+                want = sweep.measure_cell(cfg, name, y, old, ftz)
+                b, _ = sweep.bins(y, old, ((np.abs(old.hi) < F32.min_normal) & (y == 0)) if ftz else None)
+                assert got == want, (name, ftz)
+                assert got["hist"] == np.bincount(b, minlength=len(sweep.BIN_LABELS)).tolist(), (name, ftz)
+
+
 # ------------------------------------------------------------------ the sweep itself ----
 def _config(tmp_path, backends, ops=("sigmoid",), bits=((0x3F1FF000, 0x3F201400),), chunk=2048) -> sweep.Config:
     return sweep.Config(backends=list(backends), ops=list(ops), dtype="float32", device="cpu", report=tmp_path,
@@ -236,6 +314,33 @@ def test_sweep_jobs_give_the_same_results(tmp_path):
     cfg = _config(tmp_path / "b", ["numpy"], ops=("silu",))
     cfg.jobs = 2
     assert _stable(sweep.run(cfg)) == _stable(one)
+
+
+def test_sweep_merge_equals_one_sweep(tmp_path):
+    """Sweeps of disjoint bit ranges merge into the sweep of their union (histograms, worst
+    inputs, counts); overlapping ranges and other versions are refused; a table of a merged
+    report marks each cell that is not exhaustive."""
+    a, b = (0x3F1FF000, 0x3F200000), (0xBF1FF000, 0xBF201000)
+    whole = sweep.run(_config(tmp_path / "w", ["numpy"], bits=(a, b)))
+    parts = [sweep.run(_config(tmp_path / n, ["numpy"], bits=(r,))) for n, r in (("a", a), ("b", b))]
+    merged = sweep.merge(parts)
+    key = lambda c: (c["backend"], c["op"], c["kind"])
+    for c, m in zip(sorted(whole["cells"], key=key), sorted(merged["cells"], key=key)):
+        assert {k: c[k] for k in ("inputs", "hist", "worst", "max_ulp", "above")} == \
+            {k: m[k] for k in ("inputs", "hist", "worst", "max_ulp", "above")}
+    assert sweep.report_bits(merged) == [a, b]
+    with pytest.raises(ValueError, match="overlap"):
+        sweep.merge([parts[0], parts[0]])
+    other = json.loads(json.dumps(parts[1]))
+    other["environment"]["versions"]["numpy"] = "0"
+    with pytest.raises(ValueError, match="versions"):
+        sweep.merge([parts[0], other])
+    full = json.loads(json.dumps(merged))
+    for c in full["cells"]:
+        if c["kind"] == "value":
+            c["inputs"] = sweep.F32_FINITE  # as if the value were swept exhaustively, the derivative not
+    rows = {line.split(" | ")[0]: line for line in sweep.table([full]).splitlines() if line.startswith("| sigmoid")}
+    assert "(partial)" not in rows["| sigmoid"] and rows["| sigmoid'"].endswith("(partial) |")
 
 
 def test_sweep_float64_sample(tmp_path):

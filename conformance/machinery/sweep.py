@@ -3,7 +3,8 @@
 float32: every finite input (2^32 - 2^24 bit patterns), in chunks of CHUNK consecutive bit
 patterns.  Per chunk the reference of each quantity (an op's value, or its derivative) is
 computed once, by ``reference.fastref`` (a float64 kernel, the exact path near rounding
-boundaries), and every backend asked for is measured against it.  float64: a seeded sample of
+boundaries; closed forms where the result is provably a constant, x or +-0), and every backend
+asked for is measured against it, every elementwise pass over cache-sized BLOCKs.  float64: a seeded sample of
 random bit patterns plus the neighbourhoods of the thresholds (exhaustive is impossible), with
 the exact reference throughout (no rigorous fast float64 reference: docs/measure.md).
 
@@ -19,7 +20,9 @@ own; where t lies within 2^-106 |t| of a float32 value or midpoint -- the satura
 pinned fast value is kept, being more precise than the exact path's 106-bit canonical lo), and
 the time.  Fast-path errors are binned exactly: the fast reference lies on the same
 side of every comparison point as t (docs/measure.md), and ties with a bin edge are settled by
-exact comparisons.  Each finished chunk is a JSON file under REPORT/state/: a rerun skips it.
+exact comparisons; a result equal to the correctly rounded value takes that value's bins,
+computed once per reference.  Each finished chunk is a JSON file under REPORT/state/: a rerun
+skips it.  ``merge`` joins sweeps of disjoint bit ranges.
 """
 from __future__ import annotations
 
@@ -45,7 +48,8 @@ import numpy as np
 OPS = ("sigmoid", "tanh", "softplus", "log_sigmoid", "silu")
 KINDS = ("value", "grad")
 DTYPES = ("float32", "float64")
-CHUNK = 1 << 20                       # bit patterns per float32 chunk (~0.45 GB per worker at peak)
+CHUNK = 1 << 20                       # bit patterns per float32 chunk (a state file; one worker task)
+BLOCK = 1 << 16                       # elements per pass inside a chunk (intermediates stay in cache)
 SAMPLE_CHUNK = 1 << 14                # float64 inputs per chunk
 EDGES = [2.0 ** k for k in range(-1, 21)]   # 1/2, 1, 2, ..., 2^20
 BIN_LABELS = ["0"] + [f"<={_e:g}" for _e in EDGES] + [f">{EDGES[-1]:g}", "inf/nan"]
@@ -157,14 +161,24 @@ def config_key(cfg: Config) -> str:
 
 
 # ------------------------------------------------------------------ measuring ----
+def blocks(n: int) -> list[slice]:
+    """Consecutive slices of BLOCK elements covering range(n): every elementwise pass of a chunk
+    runs block by block, so its intermediates stay in cache."""
+    return [slice(a, min(a + BLOCK, n)) for a in range(0, n, BLOCK)] or [slice(0, 0)]
+
+
 def reference(cfg: Config, name: str, x: np.ndarray):
-    """(hi, lo, cr, bound, exact mask, cast) for reference ``name`` at x."""
+    """(hi, lo, cr, bound, exact mask, cast, pinned mask) for reference ``name`` at x."""
     from ffnspec.reference import fastref
     from ffnspec.reference.floatformat import get_format
     fmt = get_format(cfg.dtype)
     if cfg.dtype == "float32":
-        fast, cast = fastref.reference(name, x, fmt)
-        return fast.hi, fast.lo, fast.cr, fast.bound, fast.exact, cast, fast.pinned
+        out = [np.empty(x.size) for _ in range(4)] + [np.empty(x.size, bool), np.empty(x.size), np.empty(x.size, bool)]
+        for s in blocks(x.size):
+            fast, cast = fastref.reference(name, x[s], fmt)
+            for a, v in zip(out, (fast.hi, fast.lo, fast.cr, fast.bound, fast.exact, cast, fast.pinned)):
+                a[s] = v
+        return tuple(out)
     hi, lo, cr = fastref.exact_values(name, x, fmt)
     return hi, lo, cr, np.zeros_like(x), np.ones(x.shape, bool), cr, np.zeros(x.shape, bool)
 
@@ -172,7 +186,9 @@ def reference(cfg: Config, name: str, x: np.ndarray):
 @dataclass
 class Shared:
     """What every backend's measure against one reference reuses: the reference, 1/u(t), the
-    floor added to fast-path errors, and bound / u."""
+    floor added to fast-path errors, bound / u, and lo / u (float32: exact, a power-of-two
+    scaling; it spares each backend a multiplication of a subnormal lo, which costs ~40x a
+    normal one on x86)."""
     x: np.ndarray
     hi: np.ndarray
     lo: np.ndarray
@@ -183,27 +199,61 @@ class Shared:
     inv_u: np.ndarray | None   # 1/u where it is a float64 (float32: u >= 2^-149), else None
     floor: np.ndarray
     slack: np.ndarray
+    lo_u: np.ndarray | None = None   # lo * inv_u (float32)
+
+    def take(self, s) -> "Shared":
+        """The elements at s (a slice or an index array)."""
+        return Shared(*(None if v is None else v[s] for v in (self.x, self.hi, self.lo, self.cr, self.exact,
+                                                             self.pinned, self.u, self.inv_u, self.floor,
+                                                             self.slack, self.lo_u)))
+
+    def at_cr(self) -> tuple[np.ndarray, np.ndarray]:
+        """``bins`` of the correctly rounded result itself, computed once per reference: a backend
+        result equal to cr (as a number) has exactly these bins and errors."""
+        if not hasattr(self, "_at_cr"):
+            self._at_cr = bins(self.cr, self)
+        return self._at_cr
 
 
 def shared(cfg: Config, x: np.ndarray, ref) -> Shared:
     from ffnspec.reference import fastref
     from ffnspec.reference.floatformat import get_format, ulp
     hi, lo, cr, bound, exact, _, pinned = ref
-    u = fastref.ulp32(hi, lo) if cfg.dtype == "float32" else ulp(hi, lo, get_format(cfg.dtype))
-    inv_u = 1 / u if cfg.dtype == "float32" else None  # a power of two: multiplying by it is exact
-    floor = np.where(exact, 0.0, 5e-324)  # t is off the grid on the fast path: err > 0
-    return Shared(x, hi, lo, cr, exact, pinned, u, inv_u, floor, bound / u * 1.01)
+    if cfg.dtype != "float32":
+        u = ulp(hi, lo, get_format(cfg.dtype))
+        return Shared(x, hi, lo, cr, exact, pinned, u, None, np.where(exact, 0.0, 5e-324), bound / u * 1.01)
+    u, inv_u, floor, slack, lo_u = (np.empty(x.size) for _ in range(5))
+    with np.errstate(under="ignore"):
+        for s in blocks(x.size):
+            u[s] = fastref.ulp32(hi[s], lo[s])
+            inv_u[s] = 1 / u[s]            # a power of two: multiplying by it is exact
+            floor[s] = np.where(exact[s], 0.0, 5e-324)  # t is off the grid on the fast path: err > 0
+            slack[s] = bound[s] / u[s] * 1.01
+            lo_u[s] = lo[s] * inv_u[s]
+    return Shared(x, hi, lo, cr, exact, pinned, u, inv_u, floor, slack, lo_u)
 
 
 def bins(y: np.ndarray, sh: Shared, ftz_zero: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(bin index into BIN_LABELS, err) of each result y.  Exact-path elements are binned by the
     float64 err, as the conformance measure computes it; fast-path elements exactly (an err
-    within rounding of an edge E is settled by comparing lo with (y -+ E u) - hi, both exact)."""
+    within rounding of an edge E is settled by comparing lo with (y -+ E u) - hi, both exact).
+    Block by block (``blocks``)."""
+    b, err = np.empty(y.size, np.int64), np.empty(y.size)
+    for s in blocks(y.size):
+        b[s], err[s] = _bins_block(y[s], sh.take(s), None if ftz_zero is None else ftz_zero[s])
+    return b, err
+
+
+def _bins_block(y: np.ndarray, sh: Shared, ftz_zero: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     with np.errstate(invalid="ignore", over="ignore"):
-        err = np.abs((y - sh.hi) - sh.lo)
         if sh.inv_u is not None:
-            err *= sh.inv_u
+            # |(y - hi) - lo| / u as |(y - hi)/u - lo/u|, bit for bit: for u <= 1 both scalings are
+            # exact and commute with the rounding (a subnormal difference is exact); for u >= 2,
+            # y - hi is 0 or >= 2^-29 in magnitude, and a lo whose lo/u is inexact is below half
+            # an ulp of it in both forms
+            err = np.abs((y - sh.hi) * sh.inv_u - sh.lo_u)
         else:
+            err = np.abs((y - sh.hi) - sh.lo)
             err /= sh.u
         np.maximum(err, sh.floor, out=err)
         if ftz_zero is not None:
@@ -237,8 +287,13 @@ def measure_cell(cfg: Config, name: str, y: np.ndarray, sh: Shared, ftz: bool) -
     from ffnspec.reference import fastref
     from ffnspec.reference.floatformat import get_format, ulp_error
     fmt = get_format(cfg.dtype)
-    ftz_zero = ((np.abs(sh.hi) < fmt.min_normal) & (y == 0)) if ftz else None
-    b, err = bins(y, sh, ftz_zero)
+    b, err = (a.copy() for a in sh.at_cr())
+    off = np.flatnonzero(y != sh.cr)   # where the backend is not correctly rounded: binned afresh
+    if off.size:
+        b[off], err[off] = bins(y[off], sh.take(off))
+    if ftz:
+        ftz_zero = np.flatnonzero((np.abs(sh.hi) < fmt.min_normal) & (y == 0))
+        b[ftz_zero], err[ftz_zero] = 0, 0.0
     hist = np.bincount(b, minlength=len(BIN_LABELS))
     # worst inputs: every input whose err may reach the chunk's certain maximum, re-measured exactly
     with np.errstate(invalid="ignore", over="ignore"):
@@ -316,7 +371,9 @@ def run_chunk(cfg: Config, op: str, index: int) -> dict:
             if (spec, op, kind) in cfg.unavailable:
                 continue
             t0 = time.perf_counter()
-            y = _backend_values(target, op, kind, x)
+            y = np.empty(x.size)
+            for s in blocks(x.size):
+                y[s] = _backend_values(target, op, kind, x[s])
             seconds = time.perf_counter() - t0
             cell = measure_cell(cfg, name, y, sh, target.ftz)
             cell["backend_seconds"] = seconds
@@ -414,7 +471,7 @@ def run(cfg: Config) -> dict:
     for c in (c for op in cfg.ops for c in results[op]["cells"]):
         c["flush_to_zero"] = flush[c["backend"]]
     report = {"schema": "ffnspec-sweep/1", "dtype": cfg.dtype, "device": cfg.device, "inputs": _inputs_text(cfg),
-              "command": command(cfg),
+              "command": command(cfg), "bits": [list(r) for r in cfg.bits] if cfg.dtype == "float32" else None,
               "chunk": cfg.chunk if cfg.dtype == "float32" else SAMPLE_CHUNK, "exhaustive": cfg.dtype == "float32" and cfg.covered() == F32_FINITE,
               "bin_labels": BIN_LABELS, "environment": environment(cfg),
               "cells": [c for op in cfg.ops for c in results[op]["cells"]],
@@ -494,6 +551,85 @@ def aggregate(cfg: Config, op: str, chunks: Iterable[int]) -> dict:
         r["cast_wrong_inputs"] = r["cast_wrong_inputs"][:CAST_KEEP]
         r["max_rss_mb_per_process"] = rss
     return {"cells": out, "reference": list(refs.values())}
+
+
+def report_bits(rep: dict) -> list[tuple[int, int]]:
+    """The float32 bit-pattern ranges a report covers (older reports: from their command)."""
+    if rep.get("bits"):
+        return [tuple(r) for r in rep["bits"]]
+    cmd = rep.get("command", "").split()
+    if "--bits" in cmd:
+        return [tuple(int(v, 0) for v in r.split(":")) for r in cmd[cmd.index("--bits") + 1].split(",")]
+    return [(0, 1 << 32)]
+
+
+def merge(reports: list[dict]) -> dict:
+    """One float32 report from sweeps of disjoint bit ranges, same dtype, device and versions:
+    a cell's histogram and time are the sums, its worst inputs the WORST largest of all, its
+    inputs the sum (a cell is exhaustive when that is every finite float32).  The cells of one
+    (backend, op, kind) are summed wherever they occur; a cell missing from some parts covers
+    fewer inputs (and is marked partial in the table)."""
+    if not reports:
+        raise ValueError("nothing to merge")
+    first = reports[0]
+    versions: dict = {}
+    for rep in reports:
+        if rep["dtype"] != "float32" or rep["device"] != first["device"]:
+            raise ValueError("merge: float32 reports of one device only")
+        for k, v in rep["environment"]["versions"].items():
+            if versions.setdefault(k, v) != v:
+                raise ValueError(f"merge: versions differ: {k} {versions[k]} vs {v}")
+    bits = [r for rep in reports for r in report_bits(rep)]
+    cover = Config([], [], "float32", first["device"], Path("."), bits=tuple(bits)).covered()
+    if cover != sum(Config([], [], "float32", first["device"], Path("."), bits=tuple(report_bits(rep))).covered()
+                    for rep in reports) or any(a[0] < b[1] and b[0] < a[1] for i, a in enumerate(bits) for b in bits[i + 1:]):
+        raise ValueError("merge: the reports' bit ranges overlap")
+    cells: dict = {}
+    for rep in reports:
+        for c in rep["cells"]:
+            key = (c["backend"], c["op"], c["kind"])
+            if key not in cells:
+                cells[key] = json.loads(json.dumps(c))
+                continue
+            a = cells[key]
+            if "unavailable" in c or "unavailable" in a:
+                continue
+            a["inputs"] += c["inputs"]
+            a["hist"] = [p + q for p, q in zip(a["hist"], c["hist"])]
+            a["worst"] = sorted(a["worst"] + c["worst"], key=lambda w: (-w["ulp"], w["x"]))[:WORST]
+            a["tie_truncated"] |= c["tie_truncated"]
+            a["seconds"] += c["seconds"]
+            a["backend_seconds"] += c["backend_seconds"]
+    for a in cells.values():
+        if "unavailable" not in a:
+            a["max_ulp"] = a["worst"][0]["ulp"] if a["worst"] else 0.0
+            a["above"] = {f"{t:g}": sum(n for n, lo in zip(a["hist"], [0.0, 0.0] + EDGES + [math.inf]) if lo >= t)
+                          for t in THRESHOLDS}
+    refs: dict = {}
+    for rep in reports:
+        for r in rep["reference"]:
+            if r["reference"] not in refs:
+                refs[r["reference"]] = dict(r)
+                continue
+            a = refs[r["reference"]]
+            for k in ("inputs", "exact_path", "cast_wrong", "seconds"):
+                a[k] += r[k]
+            a["cast_wrong_inputs"] = (a["cast_wrong_inputs"] + r["cast_wrong_inputs"])[:CAST_KEEP]
+            a["max_rss_mb_per_process"] = max(a["max_rss_mb_per_process"], r["max_rss_mb_per_process"])
+    every = all(c.get("inputs") == F32_FINITE for c in cells.values() if "unavailable" not in c)
+    parts = "; ".join(f"{rep['inputs']} ({rep['environment']['date']})" for rep in reports)
+    return {**first, "environment": {**first["environment"], "versions": versions},
+            "inputs": f"every finite float32 ({F32_FINITE} inputs)" if every else
+            f"per cell (merged from {len(reports)} sweeps: {parts})", "command": " + ".join(r["command"] for r in reports),
+            "bits": [list(r) for r in sorted(bits)], "exhaustive": every,
+            "merged_from": [{"inputs": r["inputs"], "command": r["command"], "date": r["environment"]["date"]}
+                            for r in reports],
+            "cells": list(cells.values()), "reference": list(refs.values())}
+
+
+def cell_exhaustive(c: dict) -> bool:
+    """Whether a float32 cell covers every finite float32 input."""
+    return c["dtype"] == "float32" and c.get("inputs") == F32_FINITE
 
 
 def environment(cfg: Config) -> dict:
@@ -598,16 +734,16 @@ def table(results: list[dict]) -> str:
     x device, cells max ULP (worst input).  A column from a partial sweep is marked and its
     coverage said: its maxima are lower bounds of the exhaustive ones."""
     cols: list[tuple[str, str, str]] = []
-    partial: dict = {}
     cells: dict = {}
     for rep in results:
         for c in rep["cells"]:
             col = (c["backend"], c["dtype"], c["device"])
             if col not in cols:
                 cols.append(col)
-            if not rep.get("exhaustive", False):
-                partial[col] = rep["inputs"]
             cells[(c["op"], c["kind"], col)] = c
+    part = {key: "unavailable" not in c and not cell_exhaustive(c) for key, c in cells.items()}
+    partial = {col for col in cols if all(part[k] for k in cells if k[2] == col and "unavailable" not in cells[k])}
+    mixed = {col for col in cols if col not in partial and any(part[k] for k in cells if k[2] == col)}
     lines = ["# Accuracy of activation functions", "",
              "Generated by `ffnspec sweep --table` from the committed sweep results in docs/sweeps/; do not edit.",
              "", "Each cell: the largest error in ULPs of the exact value, err = |y - f(x)| / u(f(x)) "
@@ -627,9 +763,10 @@ def table(results: list[dict]) -> str:
     if ftz:
         lines += ["", f"Declared flush-to-zero ({', '.join(ftz)}): a 0 where the exact value is subnormal is "
                   "not counted as an error, as in the conformance records."]
-    if partial:
-        lines += ["", "Columns marked (partial) come from a partial sweep: their maxima are over the inputs "
-                  "listed above only, lower bounds of the exhaustive maxima."]
+    if partial or mixed:
+        lines += ["", "Columns marked (partial), and cells marked (partial) in the other columns, come from a "
+                  "partial sweep: their maxima are over the inputs listed above only, lower bounds of the "
+                  "exhaustive maxima. Every other float32 cell is over every finite float32 input."]
     lines.append("")
     lines.append("| function | " + " | ".join(f"{b} {d} {v}" + (" (partial)" if (b, d, v) in partial else "")
                                            for b, d, v in cols) + " |")
@@ -639,7 +776,8 @@ def table(results: list[dict]) -> str:
             row = [QUANTITY_NAMES[kind].format(op=op)]
             for col in cols:
                 c = cells.get((op, kind, col))
-                row.append("not measured" if c is None else cell_text(c))
+                row.append("not measured" if c is None else cell_text(c)
+                           + (" (partial)" if col in mixed and part[(op, kind, col)] else ""))
             lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     return "\n".join(lines)
