@@ -384,9 +384,14 @@ def _plan(name: str, arrays: list[np.ndarray], mode: str, *, build: bool, bulk: 
         else:
             params_of, inverse = [()], np.zeros(int(ok.sum()), dtype=np.intp)
         pos = np.flatnonzero(ok)
+        order = np.argsort(inverse, kind="stable")
+        ends = np.cumsum(np.bincount(inverse, minlength=len(params_of)))
         for g, params in enumerate(params_of):
-            sel = pos[inverse == g]
             key = (name, tf, params)
+            size = int(ends[g] - (ends[g - 1] if g else 0))
+            if size < TABLE_MIN and len(params_of) > 1 and key not in _tables:
+                continue  # a small group of one of many parameter values: the point store
+            sel = pos[order[ends[g] - size:ends[g]]]
             t = _load_table(key)
             if t is None:
                 if sel.size < TABLE_MIN:

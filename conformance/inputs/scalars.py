@@ -89,10 +89,11 @@ def _dense_runs(fmt: Format, runs: int = 256, length: int = 4096) -> np.ndarray:
 
 
 def successors(z: np.ndarray, fmt: Format, count: int = 8) -> np.ndarray:
-    """z and the ``count`` grid values above each element (adjacent pairs for random z)."""
+    """The finite z and the ``count`` grid values above each, sorted, once each (one zero):
+    adjacent pairs even for random z.  Deduplicated as grid positions, before converting."""
     top = int(ordinal(np.array([fmt.max_finite]), fmt)[0])
     idx = ordinal(z[np.isfinite(z)], fmt)[:, None] + np.arange(count + 1)[None, :]
-    return from_ordinal(np.clip(idx, -top, top).ravel(), fmt)
+    return from_ordinal(np.unique(np.clip(idx, -top, top)), fmt)
 
 
 def kink_inputs(fmt: Format, kinks) -> np.ndarray:
