@@ -12,6 +12,8 @@ ml_dtypes.bfloat16 (exact for bfloat16 values), and back through float64.
 """
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -267,12 +269,54 @@ if optax is not None:
 OPT_CONVENTIONS = {"momentum_form": "framework", "init_normal_law": "truncated_normal"}
 
 
+COMPILED_MAX = 256 << 20  # bytes: the bound of jax's own LRU eviction of the compiled executables
+
+
+def _fingerprint() -> str:
+    """jaxlib's version and this CPU's model and features: executables compiled for one host are
+    never offered to another (XLA's loader also refuses a machine mismatch)."""
+    import hashlib
+    import platform
+    import jaxlib
+    cpu = ""
+    with contextlib.suppress(OSError):
+        cpu = "".join(sorted({ln for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                              if ln.startswith(("model name", "flags"))}))
+    text = f"{jax.__version__}|{jaxlib.__version__}|{platform.machine()}|{platform.processor()}|{cpu}"
+    return f"{jaxlib.__version__}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def keep_compiled() -> Path | None:
+    """Keep jax's compiled executables (one per op, shape, dtype and derivative program: most of
+    a run's time is compiling them) in the ffnspec cache, under ``jax-compiled/<fingerprint>``,
+    bounded by jax's own LRU (COMPILED_MAX; it needs ``filelock``).  A later run loads the very
+    executables instead of compiling them again, so its results are the same.  Left alone if the
+    user configured jax's cache (``jax_compilation_cache_dir``) or turned it off
+    (``JAX_ENABLE_COMPILATION_CACHE=false``), or ffnspec keeps no cache.  Must run before jax
+    compiles anything in the process (jax reads the setting once)."""
+    from ffnspec.reference import tables
+    root = tables.cache_dir()
+    if root is None or jax.config.jax_compilation_cache_dir or not jax.config.jax_enable_compilation_cache:
+        return None
+    try:
+        import filelock  # noqa: F401  (jax's LRU bound needs it)
+    except ImportError:
+        return None
+    path = root / "jax-compiled" / _fingerprint()
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    jax.config.update("jax_compilation_cache_max_size", COMPILED_MAX)
+    return path
+
+
 class JaxBackend:
     name = "jax"
     deviations = "jax.toml"
 
     def __init__(self) -> None:
         jax.config.update("jax_enable_x64", True)
+        self.compiled_cache = keep_compiled()
         self._devices = _platform_devices()
         self.dtypes = frozenset(NP_DTYPES)
         self.devices = tuple(self._devices)

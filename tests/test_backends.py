@@ -248,3 +248,37 @@ def test_results_read_back_through_the_harness_without_ml_dtypes():
             "print('ml_dtypes' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def _jax_process(code: str, cache: str, **env: str):
+    import os
+    import subprocess
+    import sys
+    prelude = ("from ffnspec.reference import tables\n"
+               f"tables.set_cache_dir({cache!r})\n"
+               "from ffnspec.adapters import load_backend\n"
+               "import jax, numpy as np\n"
+               "b = load_backend('jax')\n")
+    out = subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True, timeout=300,
+                         env={**{k: v for k, v in os.environ.items() if not k.startswith("JAX_")}, **env})
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def test_jax_keeps_its_compiled_executables_in_the_cache(tmp_path):
+    # A warm JAX run loads the executables a first run compiled (most of its time), bounded by
+    # jax's own LRU; a user's own jax cache setting is left alone.  [issue 15]
+    pytest.importorskip("jax")
+    pytest.importorskip("filelock")
+    code = ("x = b.asarray(np.linspace(-3, 3, 5), 'float32', 'cpu')\n"
+            "np.asarray(b.ops['sigmoid'](x))\n"
+            "print(b.compiled_cache, jax.config.jax_compilation_cache_max_size)\n")
+    path, bound = _jax_process(code, str(tmp_path / "ref")).split()
+    assert path.startswith(str(tmp_path / "ref" / "jax-compiled")) and int(bound) > 0
+    from pathlib import Path
+    assert any(p.name.endswith("-cache") for p in Path(path).iterdir()), "nothing was kept"
+    mine = tmp_path / "mine"
+    out = _jax_process("print(b.compiled_cache, jax.config.jax_compilation_cache_dir)\n", str(tmp_path / "ref2"),
+                       JAX_COMPILATION_CACHE_DIR=str(mine))
+    assert out.split() == ["None", str(mine)]
+    assert not (tmp_path / "ref2" / "jax-compiled").exists()

@@ -198,6 +198,9 @@ class Session:
             check_writable_dir(report, f"{flag}report")
         if cache_dir is not None:
             check_writable_dir(cache_dir, f"{flag}cache-dir")
+        if cache_dir:  # before the backend: an adapter may keep its own compiled code there (jax)
+            from ffnspec.reference import tables
+            tables.set_cache_dir(cache_dir)
         try:
             b = load_backend(spec_name)
         except BackendError as e:
@@ -235,9 +238,6 @@ class Session:
                 devs_decl += xfails.load(path)
         except xfails.XfailFileError as e:
             raise pytest.UsageError(f"ffnspec: {e}") from None
-        if cache_dir:
-            from ffnspec.reference import tables
-            tables.set_cache_dir(cache_dir)
         return cls(spec_name, b, wanted, devs, patterns, profile, devs_decl, strict=strict or profile == "strict")
 
     def unmatched_deviations(self) -> list[tuple[xfails.Deviation, str]]:
