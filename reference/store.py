@@ -4,9 +4,11 @@ Layout under the cache directory (``~/.cache/ffnspec/reference`` by default):
 
     tables/<function>-<fmt>[-<params>]-<sources>.npz   one complete 16-bit table (tables.py)
     points/<function>-<kind>-<sources>.npz             a bounded store of other inputs' values
-    requests/requests.npz                              derandomised draws' small requests, whole
+    requests/requests.npz                              small requests (deterministic, derandomised draws), whole
     draws/<digest>.npz                                 derandomised hypothesis examples (conformance/machinery/draws.py)
     plots/images.json                                  report.html's rendered images (conformance/machinery/plots.py)
+    jax-compiled/<fingerprint>/                        jax's compiled executables (adapters/jax_backend.py; jax's own
+                                                       files, bounded by jax's LRU, outside this module's bound)
 
 Safety for concurrent runs sharing a cache:
   - every write goes to a unique temporary file in the same directory and is renamed over

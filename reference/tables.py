@@ -277,7 +277,7 @@ def _prefix(mode: str, arrays: list[np.ndarray]) -> bytes:
 # --- the in-process memo of whole requests ------------------------------------------------
 
 MEMO_MAX = 1 << 22  # values (items x components) the memo keeps, about 70 MB
-REQUEST_MAX = 256   # derandomised draws' requests of at most this many inputs are kept whole (requests/)
+REQUEST_MAX = 256   # requests of at most this many inputs (not random draws') are kept whole (requests/)
 _memo: collections.OrderedDict[bytes, tuple] = collections.OrderedDict()
 _memo_size = [0]
 
@@ -297,9 +297,10 @@ def _memoised(kind: str, name: str, mode: str, arrays: list[np.ndarray], compute
     """``compute()`` for a request (kind, name, mode, the argument arrays' shapes and bytes),
     or copies of its result if the same request was served in this process already: checks
     look up one input set several times (value, bound, accuracy scale).  The key holds the
-    engine and whether draws are kept, so neither is bypassed.  Derandomised draws' requests
-    (at most REQUEST_MAX inputs: rows and arrays a check derives from one drawn example) are
-    also served whole from the ``requests`` store, keyed with the reference's sources hash."""
+    engine and whether draws are kept, so neither is bypassed.  Small requests (at most
+    REQUEST_MAX inputs: rows and arrays a check derives from one drawn example or one
+    deterministic group), deterministic or derandomised draws', are also served whole from the
+    ``requests`` store, keyed with the reference's sources hash; random draws' never are."""
     h = hashlib.blake2b(repr((kind, name, mode, precision.engine(), _exploring, sources_hash(name),
                               [(a.shape, a.dtype.str) for a in arrays])).encode(), digest_size=16)
     for a in arrays:
@@ -309,7 +310,7 @@ def _memoised(kind: str, name: str, mode: str, arrays: list[np.ndarray], compute
     if hit is not None:
         _memo.move_to_end(key)
         return tuple(x.copy() for x in hit)
-    whole = _exploring is True and arrays[0].size <= REQUEST_MAX
+    whole = _exploring is not False and arrays[0].size <= REQUEST_MAX  # deterministic, or a kept draw
     if whole:
         s = _requests()
         i = s.find_one(key, persist=True)

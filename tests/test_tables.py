@@ -4,6 +4,8 @@ bounded stores, atomic files, parallel prebuild, and two processes sharing one c
 """
 from __future__ import annotations
 
+import contextlib
+
 import multiprocessing
 import os
 from pathlib import Path
@@ -71,15 +73,17 @@ def test_fixed_parameters_get_their_own_tables(cache):
 
 
 def test_cache_does_not_grow_with_seeds(cache):
-    # hypothesis-sized draws (below PERSIST_MIN) stay in the process: ten "seeds" write nothing
+    # random draws (every hypothesis draw of a random profile runs inside exploring(), as the
+    # suite's explorations do) stay in the process: ten "seeds" write nothing
     tables.exact("act.tanh", (all_values(F16),), F16)
     tables.flush()
     before = {p: p.stat().st_size for p in _npz(cache)}
     for seed in range(10):
         rng = np.random.default_rng(seed)
-        tables.exact("act.tanh", (round_array(rng.standard_normal(17) * 5, F32),), F32)
-        tables.exact("act.tanh", (round_array(rng.standard_normal(17) * 5, F16),), F16)
-        tables.exact_items("out.softmax", (round_array(rng.standard_normal((3, 9)), F32),), F32)
+        with tables.exploring():
+            tables.exact("act.tanh", (round_array(rng.standard_normal(17) * 5, F32),), F32)
+            tables.exact("act.tanh", (round_array(rng.standard_normal(17) * 5, F16),), F16)
+            tables.exact_items("out.softmax", (round_array(rng.standard_normal((3, 9)), F32),), F32)
         tables.flush()
     assert {p: p.stat().st_size for p in _npz(cache)} == before
 
@@ -225,18 +229,21 @@ def test_random_draws_stay_in_the_process_and_derandomised_ones_are_kept(cache):
     assert [p.parent.name for p in _npz(cache)] == ["points", "requests"]  # the values, and the request whole
 
 
-def test_a_kept_request_is_served_whole_in_a_later_run(cache, monkeypatch):
-    # A warm run's small derandomised requests skip planning: the whole answer comes from the
-    # requests store, bit for bit, for values and for rows.  [cache layout]
+@pytest.mark.parametrize("repeatable", [True, None])
+def test_a_kept_request_is_served_whole_in_a_later_run(cache, monkeypatch, repeatable):
+    # A warm run's small requests, derandomised draws' (True) and deterministic ones (None: not
+    # exploring), skip planning: the whole answer comes from the requests store, bit for bit,
+    # for values and for rows.  [cache layout]
     z = round_array(np.array([0.1, -2.5, 7.0]), F32)
     rows = round_array(np.array([[1.0, -np.inf, 3.0], [0.5, 0.25, -1.0]]), F32)
-    with tables.exploring(repeatable=True):
+    scope = (lambda: tables.exploring(repeatable=True)) if repeatable else contextlib.nullcontext
+    with scope():
         want = tables.exact("act.sigmoid", (z,), F32), tables.exact_items("out.softmax", (rows,), F32)
     tables.flush()
     tables.set_cache_dir(cache, seeded=False)  # a new process: nothing in memory
     monkeypatch.setattr(tables, "_values_of", lambda *a: pytest.fail("planned a kept request"))
     monkeypatch.setattr(tables, "_items_of", lambda *a: pytest.fail("planned a kept request"))
-    with tables.exploring(repeatable=True):
+    with scope():
         got = tables.exact("act.sigmoid", (z,), F32), tables.exact_items("out.softmax", (rows,), F32)
     for w, g in zip(want, got):
         for a, b in ((w.hi, g.hi), (w.lo, g.lo), (w.cr, g.cr)):
