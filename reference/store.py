@@ -237,6 +237,9 @@ class _Index:
         h = _hash(w)
         order = np.argsort(h, kind="stable")
         main, recent = self.levels
+        if not main[0].size and not recent[0].size:  # the first addition (a store's load): one sort
+            self.levels = [(h[order], w[order], ids[order]), recent]
+            return
         recent = self._merge(recent, (h[order], w[order], ids[order]))
         if len(recent[0]) > max(4096, len(main[0]) // 8):
             main, recent = self._merge(main, recent), (recent[0][:0], recent[1][:0], recent[2][:0])

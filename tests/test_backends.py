@@ -282,3 +282,22 @@ def test_jax_keeps_its_compiled_executables_in_the_cache(tmp_path):
                        JAX_COMPILATION_CACHE_DIR=str(mine))
     assert out.split() == ["None", str(mine)]
     assert not (tmp_path / "ref2" / "jax-compiled").exists()
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_results_that_are_not_values_of_the_dtype_are_charged_to_num_dtype(dtype):
+    # A result array that claims the dtype but holds wider values (a float64 computation left
+    # unrounded) is an adapter fault against num.dtype, not a pass.  [num.dtype]
+    pytest.importorskip("ml_dtypes")
+    from ffnspec.conformance.machinery.harness import AdapterFault, Target
+    b = load_backend("numpy")
+
+    wide = type("Wide", (), {"dtype": dtype})()  # float64 values under the dtype's name
+    b.dtype_of = lambda x: dtype if x is wide else type(b).dtype_of(b, x)
+    b.to_numpy = lambda x: np.array([0.5, 1.0 + 2.0 ** -30]) if x is wide else type(b).to_numpy(b, x)
+    t = Target(backend=b, backend_spec="numpy", dtype=dtype, device="cpu")
+    with pytest.raises(AdapterFault, match="not a " + dtype) as e:
+        t.from_backend(wide, like=np.zeros(2), what="sigmoid")
+    assert e.value.rule == "num.dtype"
+    ok = b.asarray(np.array([0.5, 1.0]), dtype, "cpu")
+    assert t.from_backend(ok, like=np.zeros(2), what="sigmoid").tolist() == [0.5, 1.0]

@@ -8,6 +8,7 @@ A violation is an ``AdapterFault`` reported against the clause being checked.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -26,9 +27,11 @@ _CASTS = {"float16": np.float16, "float32": np.float32}
 
 def _representable(y: np.ndarray, fmt: Format) -> np.ndarray:
     """Which float64 values are fmt values: a round trip through NumPy's own cast where it has
-    the dtype (a value survives it iff representable, whatever the cast's rounding), else
-    floatformat's correct rounding."""
+    the dtype (bfloat16: ml_dtypes', if a backend loaded it; a value survives a round trip iff
+    representable, whatever the cast's rounding), else floatformat's correct rounding."""
     cast = _CASTS.get(fmt.name)
+    if cast is None and fmt.name == "bfloat16" and "ml_dtypes" in sys.modules:
+        cast = sys.modules["ml_dtypes"].bfloat16
     if cast is None:
         return is_representable(y, fmt)
     with np.errstate(over="ignore", invalid="ignore"):
