@@ -164,6 +164,20 @@ def test_scoped_deviation_excuses_only_its_scope(pytester, scope, verdict):
         assert rec["unexcused"] == 0 and ret == pytest.ExitCode.OK, out
 
 
+@pytest.mark.parametrize("second, verdict", [("region = [[-95.0, -87.0]]", "deviation"), ('where = "nonfinite"', "fail")])
+def test_scoped_entries_of_one_record_add_up(pytester, second, verdict):
+    # Two entries matching one record (each with its own reason) excuse the union of their scopes,
+    # and no more: the tail below -95 and the part above it together, not the tail alone.  [act.sigmoid]
+    entry = '[[deviation]]\nclause = "act.sigmoid"\nreason = "{}"\n{}\n'
+    ret, report, out = run_suite(pytester, "tests.mutants:NaiveSigmoid", ("float32",), ("act.sigmoid",), xfail_file(
+        pytester, entry.format("deep tail", "region = [[-inf, -95.0]]") + entry.format("second", second)), cache=False)
+    (rec,) = report["records"]
+    assert rec["verdict"] == verdict, (rec["verdict"], rec["message"])
+    assert (rec["unexcused"] == 0) == (verdict == "deviation") and (ret == pytest.ExitCode.OK) == (verdict == "deviation")
+    if verdict == "deviation":
+        assert "deep tail" in rec["deviation"] and "second" in rec["deviation"]
+
+
 @pytest.mark.parametrize("region, verdict", [("[[-40.0, 40.0]]", "deviation"), ("[[20.0, 40.0]]", "fail")])
 def test_scoped_deviation_of_a_one_check_record(pytester, region, verdict):
     # The record's only check fails outside the scope: a failure, never "declared deviation did

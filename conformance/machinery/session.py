@@ -37,7 +37,7 @@ class Case:
     mode: str | None
     record: Record
     settings: Any
-    deviation: xfails.Deviation | None = None
+    deviation: xfails.Deviation | xfails.Declared | None = None
     limits: bool = False  # the deterministic groups include the 16-bit limits (LIMIT_PROFILES)
 
     @property
@@ -272,10 +272,7 @@ class Session:
             rec = Record(clause=clause.id, backend=self.backend.name, dtype=dtype, device=device, mode=mode,
                          criterion=clause.tolerance.criterion, must=clause.tolerance.must)
             case = Case(clause, target, mode, rec, self.hypothesis_settings, limits=self.profile in LIMIT_PROFILES)
-            for dev in self.deviations:
-                if dev.matches(clause=clause.id, backend=self.backend.name, dtype=dtype, device=device, mode=mode):
-                    case.deviation = rec.scope = dev
-                    dev.matched += 1
-                    break
+            case.deviation = rec.scope = xfails.declared(self.deviations, clause=clause.id, backend=self.backend.name,
+                                                         dtype=dtype, device=device, mode=mode)
             out.append(case)
         return out

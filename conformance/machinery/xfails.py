@@ -14,11 +14,13 @@ TOML, one ``[[deviation]]`` table per entry:
     region = [[20.0, 1e300]]         # optional: [min, max] per argument of the op's input
     where = "nonfinite"              # optional predicate (WHERE): only items with an inf or NaN
                                      # input; "rows_beyond_65504": only rows of more entries than that;
-                                     # "posinf_entry": only rows with a +inf entry; a list: any of them
+                                     # "posinf_entry": only rows with a +inf entry; "label_is_max":
+                                     # only rows whose label's logit is the largest; a list: any of them
 
 A scoped entry (ceiling, region, where, or several) excuses only the violations inside its scope:
 one above the ceiling or outside the region fails the check as usual, so a new defect in
-an already-declared record is never reported as the old deviation.  A malformed file is a
+an already-declared record is never reported as the old deviation.  Several entries may match
+one record: their scopes add up (a violation any one of them covers is excused).  A malformed file is a
 usage error naming the file and entry; an entry that matches no collected check draws a
 warning.
 """
@@ -34,6 +36,8 @@ WHERE = {  # the predicates ``where`` may name
     "nonfinite": "an input entry is infinite or NaN",
     "rows_beyond_65504": "the row has more than 65504 entries (a sum of its e^(z - max z) can pass float16's range)",
     "posinf_entry": "the row (the first argument) has a +inf entry",
+    "label_is_max": "the label's logit is the row's largest (the loss is at most log n, and the composed "
+                    "logsumexp(z) - z_y cancels the leading digits of logsumexp)",
 }
 
 
@@ -91,6 +95,15 @@ class Deviation:
             a = np.asarray(inputs[0], dtype=np.float64) if inputs else np.empty(0)
             return (np.any(np.isposinf(a.reshape(size, -1)), axis=1) if a.size and a.size % n == 0
                     else np.zeros(size, dtype=bool))
+        if pred == "label_is_max":  # inputs: rows z (items, n) and their labels y (items,)
+            if len(inputs) < 2:
+                return np.zeros(size, dtype=bool)
+            z, y = np.asarray(inputs[0], dtype=np.float64), np.asarray(inputs[1], dtype=np.float64).ravel()
+            if not z.size or z.size % n or y.size != size:
+                return np.zeros(size, dtype=bool)
+            z = z.reshape(size, -1)
+            lab = np.clip(y, 0, z.shape[1] - 1).astype(np.int64)
+            return z[np.arange(size), lab] == z.max(axis=1)
         some = np.zeros(size, dtype=bool)  # nonfinite
         for arg in inputs:
             a = np.asarray(arg, dtype=np.float64)
@@ -112,6 +125,46 @@ class Deviation:
                 and (self.dtype is None or dtype in self.dtype)
                 and (self.device is None or fnmatch.fnmatchcase(device, self.device))
                 and (self.mode is None or self.mode == mode))
+
+
+@dataclass
+class Declared:
+    """Every entry declared for one record (clause x dtype x device x mode), in file order: a
+    violation is excused where any one of them covers it, so two scoped entries (say, a region
+    of finite inputs and the non-finite ones, each with its own reason) add up."""
+    parts: tuple[Deviation, ...]
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(p.reason for p in self.parts)
+
+    @property
+    def source(self) -> str:
+        return ", ".join(dict.fromkeys(p.source for p in self.parts))
+
+    @property
+    def reproducer(self) -> str | None:
+        return next((p.reproducer for p in self.parts if p.reproducer), None)
+
+    @property
+    def scoped(self) -> bool:
+        return all(p.scoped for p in self.parts)  # an unscoped entry excuses everything
+
+    def covers(self, inputs: list, error) -> "np.ndarray":
+        import numpy as np
+        return np.any([p.covers(inputs, error) for p in self.parts], axis=0)
+
+    def scope_text(self) -> str:
+        return " or ".join(f"({p.scope_text()})" for p in self.parts)
+
+
+def declared(deviations: list[Deviation], **record) -> Deviation | Declared | None:
+    """The entries matching a record (``Deviation.matches``' keywords), each counted as matched:
+    None, the one entry, or all of them together."""
+    found = [d for d in deviations if d.matches(**record)]
+    for d in found:
+        d.matched += 1
+    return None if not found else found[0] if len(found) == 1 else Declared(tuple(found))
 
 
 def parse(text: str, source: str) -> list[Deviation]:
