@@ -81,7 +81,7 @@ def test_clauses_matching_nothing(pytester):
     ('[[deviation]]\nclause = "act.sigmoid"\nreason = "r"\ndtype = 32\n', "'dtype' must be a string or a list"),
     ('[[deviation]]\nclause = "act.sigmoid"\nreason = "r"\nceiling = -1\n', "'ceiling' must be a non-negative"),
     ('[[deviation]]\nclause = "act.sigmoid"\nreason = "r"\nregion = [[1, 0]]\n', "'region' must be a list"),
-    ('[[deviation]]\nclause = "act.sigmoid"\nreason = "r"\nwhere = "subnormal"\n', "'where' must be one of ['nonfinite', 'posinf_entry', 'rows_beyond_65504'] or a list of them"),
+    ('[[deviation]]\nclause = "act.sigmoid"\nreason = "r"\nwhere = "subnormal"\n', "'where' must be one of ['label_is_max', 'nonfinite', 'posinf_entry', 'rows_beyond_65504'] or a list of them"),
 ])
 def test_malformed_xfail_file(pytester, text, says):
     # A deviation file that is silently misread would hide a failure.  [act.sigmoid]
@@ -435,3 +435,15 @@ def test_storage_accumulation_is_a_declared_deviation(pytester):
     assert ret == pytest.ExitCode.OK, out
     assert rec["verdict"] == "deviation" and rec["findings"] == 0 and "accumulation" in rec["deviation"], rec
     assert report["summary"]["verdict"] == "conforms with declared deviations"
+
+
+def test_label_is_max_covers_only_rows_whose_label_leads():
+    # JO1's scope: the composed logsumexp(z) - z_y cancels where the label's logit is the largest;
+    # a wrong loss on any other row must stay a failure.  [out.ce]
+    import numpy as np
+    from ffnspec.conformance.machinery import xfails
+    (d,) = xfails.parse('[[deviation]]\nclause = "out.ce"\nreason = "r"\nwhere = "label_is_max"\n', "t.toml")
+    z = np.array([[3.0, 1.0], [3.0, 1.0], [0.5, 0.5], [-np.inf, 2.0]])
+    y = np.array([0.0, 1.0, 1.0, 1.0])
+    assert d.covers([z, y], np.full(4, 9.0)).tolist() == [True, False, True, True]
+    assert not d.covers([z], np.full(4, 9.0)).any()  # no labels: nothing
