@@ -269,7 +269,8 @@ if optax is not None:
 OPT_CONVENTIONS = {"momentum_form": "framework", "init_normal_law": "truncated_normal"}
 
 
-COMPILED_MAX = 256 << 20  # bytes: the bound of jax's own LRU eviction of the compiled executables
+COMPILED_MAX = 256 << 20  # bytes of compiled executables kept for this jaxlib and CPU (a full run writes ~100 MB)
+COMPILED_STALE = 30 * 86400  # seconds: another jaxlib's or CPU's executables unused this long are deleted
 
 
 def _fingerprint() -> str:
@@ -286,27 +287,39 @@ def _fingerprint() -> str:
     return f"{jaxlib.__version__}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
+def _bound(root: Path, mine: Path) -> None:
+    """Once per run, before jax writes: this fingerprint's directory is emptied if it has grown
+    past COMPILED_MAX (the next run compiles again), and other fingerprints' directories unused
+    for COMPILED_STALE are deleted.  (jax's own bound, ``jax_compilation_cache_max_size``, scans
+    the whole directory at every write: quadratic in a run that writes thousands of entries.)"""
+    import shutil
+    import time
+    for d in (root.iterdir() if root.is_dir() else ()):
+        with contextlib.suppress(OSError):
+            files = [f.stat() for f in d.iterdir()]
+            if d == mine and sum(f.st_size for f in files) > COMPILED_MAX:
+                shutil.rmtree(d, ignore_errors=True)
+            elif d != mine and time.time() - max((f.st_mtime for f in files), default=0) > COMPILED_STALE:
+                shutil.rmtree(d, ignore_errors=True)
+
+
 def keep_compiled() -> Path | None:
     """Keep jax's compiled executables (one per op, shape, dtype and derivative program: most of
     a run's time is compiling them) in the ffnspec cache, under ``jax-compiled/<fingerprint>``,
-    bounded by jax's own LRU (COMPILED_MAX; it needs ``filelock``).  A later run loads the very
-    executables instead of compiling them again, so its results are the same.  Left alone if the
-    user configured jax's cache (``jax_compilation_cache_dir``) or turned it off
-    (``JAX_ENABLE_COMPILATION_CACHE=false``), or ffnspec keeps no cache.  Must run before jax
-    compiles anything in the process (jax reads the setting once)."""
+    bounded by ``_bound``.  A later run loads the very executables instead of compiling them
+    again, so its results are the same.  Left alone if the user configured jax's cache
+    (``jax_compilation_cache_dir``) or turned it off (``JAX_ENABLE_COMPILATION_CACHE=false``), or
+    ffnspec keeps no cache.  Must run before jax compiles anything in the process (jax reads the
+    setting once)."""
     from ffnspec.reference import tables
     root = tables.cache_dir()
     if root is None or jax.config.jax_compilation_cache_dir or not jax.config.jax_enable_compilation_cache:
         return None
-    try:
-        import filelock  # noqa: F401  (jax's LRU bound needs it)
-    except ImportError:
-        return None
     path = root / "jax-compiled" / _fingerprint()
+    _bound(path.parent, path)
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-    jax.config.update("jax_compilation_cache_max_size", COMPILED_MAX)
     return path
 
 

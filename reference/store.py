@@ -8,7 +8,7 @@ Layout under the cache directory (``~/.cache/ffnspec/reference`` by default):
     draws/<digest>.npz                                 derandomised hypothesis examples (conformance/machinery/draws.py)
     plots/images.json                                  report.html's rendered images (conformance/machinery/plots.py)
     jax-compiled/<fingerprint>/                        jax's compiled executables (adapters/jax_backend.py; jax's own
-                                                       files, bounded by jax's LRU, outside this module's bound)
+                                                       files, bounded by the adapter, outside this module's bound)
 
 Safety for concurrent runs sharing a cache:
   - every write goes to a unique temporary file in the same directory and is renamed over

@@ -266,17 +266,27 @@ def _jax_process(code: str, cache: str, **env: str):
 
 
 def test_jax_keeps_its_compiled_executables_in_the_cache(tmp_path):
-    # A warm JAX run loads the executables a first run compiled (most of its time), bounded by
-    # jax's own LRU; a user's own jax cache setting is left alone.  [issue 15]
+    # A warm JAX run loads the executables a first run compiled (most of its time), within a
+    # bound; a user's own jax cache setting is left alone.  [issue 15]
     pytest.importorskip("jax")
-    pytest.importorskip("filelock")
+    import os
+    from pathlib import Path
+    from ffnspec.adapters import jax_backend
     code = ("x = b.asarray(np.linspace(-3, 3, 5), 'float32', 'cpu')\n"
             "np.asarray(b.ops['sigmoid'](x))\n"
-            "print(b.compiled_cache, jax.config.jax_compilation_cache_max_size)\n")
-    path, bound = _jax_process(code, str(tmp_path / "ref")).split()
-    assert path.startswith(str(tmp_path / "ref" / "jax-compiled")) and int(bound) > 0
-    from pathlib import Path
+            "print(b.compiled_cache)\n")
+    stale = tmp_path / "ref" / "jax-compiled" / "0.0-old"  # another jaxlib's, unused for a year
+    stale.mkdir(parents=True)
+    (stale / "k-cache").write_bytes(b"x")
+    os.utime(stale / "k-cache", (1, 1))
+    (path,) = _jax_process(code, str(tmp_path / "ref")).split()
+    assert path.startswith(str(tmp_path / "ref" / "jax-compiled")) and not stale.exists()
     assert any(p.name.endswith("-cache") for p in Path(path).iterdir()), "nothing was kept"
+    big = Path(path) / "big-cache"  # past the bound: emptied by the next run, then refilled
+    with open(big, "wb") as f:
+        f.truncate(jax_backend.COMPILED_MAX + 1)  # sparse: the size without the bytes
+    _jax_process(code, str(tmp_path / "ref"))
+    assert not big.exists() and any(p.name.endswith("-cache") for p in Path(path).iterdir())
     mine = tmp_path / "mine"
     out = _jax_process("print(b.compiled_cache, jax.config.jax_compilation_cache_dir)\n", str(tmp_path / "ref2"),
                        JAX_COMPILATION_CACHE_DIR=str(mine))
