@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -140,7 +141,15 @@ def _run(args: argparse.Namespace) -> int:
         argv.append("--ffnspec-strict")
     if args.jobs:
         argv.append(f"--ffnspec-jobs={args.jobs}")
-    code = pytest.main(argv)
+    with tempfile.TemporaryDirectory(prefix="ffnspec-run-") as own:
+        # ffnspec's own configuration, never that of the directory the user stands in: its pytest
+        # settings (addopts) are not the run's, and its conftest.py files (pytest imports the cwd's
+        # and its test*/ directories' when the arguments are --pyargs) would put the cwd on
+        # sys.path ahead of the installed package, so that a source checkout shadows it in the
+        # table-building worker processes.
+        ini = Path(own) / "pytest.ini"
+        ini.write_text("[pytest]\n", encoding="utf-8")
+        code = pytest.main(["-c", str(ini), f"--rootdir={Path.cwd()}", "--noconftest", *argv])
     if code == pytest.ExitCode.INTERRUPTED:
         print("ffnspec: the run was interrupted; no verdict", file=sys.stderr)
         return INTERNAL

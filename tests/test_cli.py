@@ -107,6 +107,19 @@ def test_exit_0_conforms_and_verdict_last(tmp_path):
     assert "passes per family: act 1/1" in p.stdout
 
 
+def test_run_ignores_the_pytest_configuration_of_the_folder_it_stands_in(tmp_path):
+    # The README's command run in a source checkout (or any project) must not take that folder's
+    # addopts, nor import its tests/conftest.py: pytest would put the folder on sys.path, ahead
+    # of the installed package, and the table-building workers then import the checkout.  [CLI]
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = --no-such-option\n")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "__init__.py").write_text("")
+    (tmp_path / "tests" / "conftest.py").write_text("raise RuntimeError('a folder conftest was imported')\n")
+    p = ffnspec("run", "--clauses", "act.sigmoid.range", "--dtype", "float16", "--report", str(tmp_path / "r"),
+                cwd=tmp_path)
+    assert p.returncode == cli.CONFORMS, p.stdout + p.stderr
+
+
 def test_exit_1_does_not_conform_with_criterion_units(tmp_path):
     # tests.mutants:NaiveSigmoid returns 0 where sigma(z) is subnormal.  [act.sigmoid]
     p = ffnspec("run", "--backend", "tests.mutants:NaiveSigmoid", "--clauses", "act.sigmoid",
