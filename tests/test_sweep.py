@@ -280,7 +280,9 @@ def test_sweep_finds_broken_backends(tmp_path):
     assert worst["cr"] == cr[0]
     md = (tmp_path / "sweep-float32-cpu.md").read_text()
     assert f"| {worst['x']!r} | {worst['y']!r} |" in md and "PARTIAL" in md
-    assert (tmp_path / "sweep-float32-cpu-sigmoid.svg").read_bytes().startswith(b"<?xml")
+    import importlib.util
+    if importlib.util.find_spec("matplotlib") is not None:  # the plots need the report extra
+        assert (tmp_path / "sweep-float32-cpu-sigmoid.svg").read_bytes().startswith(b"<?xml")
 
 
 def _stable(report) -> str:
