@@ -216,51 +216,59 @@ def _hash(words: np.ndarray) -> np.ndarray:
 
 
 class _Index:
-    """Keys of one width -> entry ids: rows sorted by hash, in two levels (a main one and a small
-    recent one merged into it when it grows past an eighth), so a lookup is a binary search and
-    an addition costs the size of the recent level."""
+    """Keys of one width -> entry ids: per level, the hashes sorted, the keys' words as added
+    (``perm`` maps a sorted position to its row: the words are never copied into hash order),
+    in two levels (a main one and a small recent one merged into it when it grows past an
+    eighth), so a lookup is a binary search and an addition costs the size of the recent level."""
 
     def __init__(self, width: int):
         self.width = width
         k = (width + 7) // 8
-        empty = (np.empty(0, dtype=np.uint64), np.empty((0, k), dtype=np.uint64), np.empty(0, dtype=np.int64))
-        self.levels = [empty, empty]
+        self.levels = [self._empty(k), self._empty(k)]
+
+    @staticmethod
+    def _empty(k: int) -> tuple:
+        return (np.empty(0, dtype=np.uint64), np.empty((0, k), dtype=np.uint64), np.empty(0, dtype=np.int64),
+                np.empty(0, dtype=np.int64))
 
     @staticmethod
     def _merge(a: tuple, b: tuple) -> tuple:
         h = np.concatenate([a[0], b[0]])
         order = np.argsort(h, kind="stable")  # two sorted runs: linear
-        return h[order], np.concatenate([a[1], b[1]])[order], np.concatenate([a[2], b[2]])[order]
+        perm = np.concatenate([a[2], b[2] + len(a[1])])
+        return h[order], np.concatenate([a[1], b[1]]), perm[order], np.concatenate([a[3], b[3]])[order]
 
     def add(self, rows: np.ndarray, ids: np.ndarray) -> None:
         w = _words(rows)
         h = _hash(w)
         order = np.argsort(h, kind="stable")
+        new = (h[order], w, order, ids[order])
         main, recent = self.levels
         if not main[0].size and not recent[0].size:  # the first addition (a store's load): one sort
-            self.levels = [(h[order], w[order], ids[order]), recent]
+            self.levels = [new, recent]
             return
-        recent = self._merge(recent, (h[order], w[order], ids[order]))
+        recent = self._merge(recent, new)
         if len(recent[0]) > max(4096, len(main[0]) // 8):
-            main, recent = self._merge(main, recent), (recent[0][:0], recent[1][:0], recent[2][:0])
+            main, recent = self._merge(main, recent), self._empty(w.shape[1])
         self.levels = [main, recent]
 
     def find(self, rows: np.ndarray) -> np.ndarray:
         w = _words(rows)
         h = _hash(w)
         out = np.full(len(h), -1, dtype=np.int64)
-        for lh, lw, lid in self.levels:
+        for lh, lw, perm, lid in self.levels:
             if not lh.size:
                 continue
             i = np.searchsorted(lh, h)
             i[i == lh.size] = 0
             hit = (lh[i] == h) & (out < 0)
-            same = hit & (lw[i] == w).all(axis=1)
+            same = hit.copy()
+            same[hit] = (lw[perm[i[hit]]] == w[hit]).all(axis=1)
             out[same] = lid[i[same]]
             for q in np.flatnonzero(hit & ~same).tolist():  # another key of the same hash first
                 j = int(i[q]) + 1
                 while j < lh.size and lh[j] == h[q]:
-                    if (lw[j] == w[q]).all():
+                    if (lw[perm[j]] == w[q]).all():
                         out[q] = lid[j]
                         break
                     j += 1
@@ -268,9 +276,9 @@ class _Index:
 
     def items(self):
         """(ids, rows) of every key."""
-        for _, lw, lid in self.levels:
+        for _, lw, perm, lid in self.levels:
             if lid.size:
-                yield lid, np.ascontiguousarray(lw).view(np.uint8).reshape(len(lid), -1)[:, :self.width]
+                yield lid, np.ascontiguousarray(lw[perm]).view(np.uint8).reshape(len(lid), -1)[:, :self.width]
 
 
 class PointStore:
