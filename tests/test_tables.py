@@ -5,7 +5,6 @@ bounded stores, atomic files, parallel prebuild, and two processes sharing one c
 from __future__ import annotations
 
 import contextlib
-
 import multiprocessing
 import os
 from pathlib import Path

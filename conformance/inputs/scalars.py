@@ -93,11 +93,13 @@ def successors(z: np.ndarray, fmt: Format, count: int = 8) -> np.ndarray:
     adjacent pairs even for random z.  Deduplicated as grid positions, before converting."""
     top = int(ordinal(np.array([fmt.max_finite]), fmt)[0])
     o = np.sort(ordinal(z[np.isfinite(z)], fmt))
-    o = o[np.append(o[:1] == o[:1], o[1:] != o[:-1])]  # np.unique is ~50x slower on int64 in NumPy 2.4
+    if not o.size:
+        return from_ordinal(o, fmt)
+    o = o[np.concatenate([[True], o[1:] != o[:-1]])]  # np.unique is ~50x slower on int64 in NumPy 2.4
     # the union of the runs [o_i, o_i + count], in order: each run stops where the next starts
-    gap = np.append(np.where(o[1:] - (count + 1) < o[:-1], o[1:] - o[:-1], count + 1),
-                    min(count + 1, top - int(o[-1]) + 1)) if o.size else o  # no int64 overflow
-    run = np.minimum(count + 1, gap)
+    # (differences taken only where small: the full range overflows int64)
+    run = np.append(np.where(o[1:] - (count + 1) < o[:-1], o[1:] - o[:-1], count + 1),
+                    min(count + 1, top - int(o[-1]) + 1))
     start = np.repeat(np.cumsum(run) - run, run)
     return from_ordinal(np.repeat(o, run) + np.arange(start.size) - start, fmt)
 
