@@ -81,6 +81,15 @@ def _sech2(xp, ops, ans, z):
     return (xp.minimum(4 * (ops.sigmoid(two_z) * ops.sigmoid(-two_z)), 1),)  # rounding may pass sech^2 <= 1
 
 
+def _logaddexp_partials(xp, ops, x, y):
+    """(sigma(x - y), sigma(y - x)), the softmax of [x, y], not e^(x - ans): that is only as accurate
+    as the rounded ans, wrong in its leading digits once u|ans| is not small ([out.logaddexp.grad]
+    accuracy; x = y >= 2^24 in float32 gives 1 for the exact 1/2)."""
+    with _quiet(xp):
+        d = x - y
+    return ops.sigmoid(d), ops.sigmoid(-d)
+
+
 PARTIALS: dict[str, Callable[..., tuple]] = {
     "neg":         lambda xp, ops, ans, z: (-xp.ones_like(z),),
     "exp":         lambda xp, ops, ans, z: (ans,),
@@ -93,7 +102,7 @@ PARTIALS: dict[str, Callable[..., tuple]] = {
     "log_sigmoid": lambda xp, ops, ans, z: (ops.sigmoid(-z),),
     "tanh":        _sech2,
     "silu":        _silu_partial,
-    "logaddexp":   lambda xp, ops, ans, x, y: (xp.exp(x - ans), xp.exp(y - ans)),
+    "logaddexp":   lambda xp, ops, ans, x, y: _logaddexp_partials(xp, ops, x, y),
 }
 
 

@@ -47,12 +47,16 @@ def test_gradient(case):
 
 # Jacobian-vector products through the backend's own reverse (J^T v) and forward (J t) modes,
 # against the exact products, with random directions.  §6.5; Higham 2002 §3.
+# ... and, where the clause asks, each partial at every infinite or NaN combination of its op's
+# arguments: the joint limit (d/db logaddexp(+inf, 1) = 0).  IEEE 754-2019 §9.2.
 @pytest.mark.ffnspec(kind="reduction_derivative")
 def test_reduction_derivative(case):
     with case.supervised():
         for i, group in enumerate(groups(case)):
             derivatives.reduction(case.clause, case.target, case.record, group, mode=case.mode, salt=i)
         explore_groups(case, derivatives.reduction, mode=case.mode, salt=1000)
+        if special_values.has_generated_derivative(case.clause):
+            special_values.generated_derivative(case.clause, case.target, case.record, mode=case.mode)
 
 
 # Random programs over the graph primitives (shared and broadcast operands, matmul, reductions,

@@ -119,6 +119,11 @@ def mae(ctx, yh, y):
     return ctx.fsum(abs(a - b) for a, b in zip(yh, y)) / len(yh)
 
 
+def logaddexp(ctx, a, b):
+    """log(e^a + e^b) = max(a, b) + zeta(-|a - b|) (the two-term logsumexp)."""
+    return max(a, b) + softplus(ctx, -abs(a - b))
+
+
 def gaussian_nll(ctx, mu, y, beta):
     """-log N(y; mu, 1/beta) - log sqrt(2 pi) = beta (y - mu)^2 / 2 - log(beta) / 2."""
     return beta * (y - mu) ** 2 / 2 - ctx.log(beta) / 2
@@ -228,6 +233,15 @@ def mae_jvp(ctx, yh, y, t):
 
 def _gaussian_dbeta(ctx, mu, y, beta):
     return (y - mu) ** 2 / 2 - 1 / (2 * beta)
+
+
+def logaddexp_vjp(ctx, a, b, c):
+    """[c sigma(a - b), c sigma(b - a)]: the softmax of [a, b], times the cotangent."""
+    return [c * sigmoid(ctx, a - b), c * sigmoid(ctx, b - a)]
+
+
+def logaddexp_jvp(ctx, a, b, ta, tb):
+    return ta * sigmoid(ctx, a - b) + tb * sigmoid(ctx, b - a)
 
 
 def gaussian_nll_vjp(ctx, mu, y, beta, c):
@@ -396,6 +410,12 @@ def mse_acc(ctx, yh, y):
 
 def mae_acc(ctx, yh, y):
     return (len(yh) - 1) * mae(ctx, yh, y)
+
+
+def logaddexp_scale(ctx, a, b):
+    """zeta(-|d|) + |d| sigma(-|d|), d = a - b: the softplus term and its sensitivity to rounding d."""
+    d = abs(a - b)
+    return softplus(ctx, -d) + d * sigmoid(ctx, -d)
 
 
 def gaussian_nll_scale(ctx, mu, y, beta):
@@ -662,6 +682,36 @@ def mae_jvp_acc(ctx, yh, y, t):
     return (len(yh) - 1) * mae_jvp_scale(ctx, yh, y, t)
 
 
+def _logaddexp_exponents(ctx, a, b):
+    """Per argument x: (g_x, E_x), g_x = e^{x - J} and E_x = 10 (|J| + S_J) + |x - J|, the u-part of
+    the error of the exponent x - J_hat when J comes rounded (out.logaddexp) and the difference too."""
+    j = logaddexp(ctx, a, b)
+    e = 10 * (abs(j) + logaddexp_scale(ctx, a, b))
+    return [(sigmoid(ctx, x - o), e + abs(x - j)) for x, o in ((a, b), (b, a))]
+
+
+def logaddexp_vjp_scale(ctx, a, b, c):
+    """[|c| g_a E_a, |c| g_b E_b]: the form c e^{x - J_hat} (the softmax of [a, b] from the rounded J)."""
+    return [abs(c) * g * e for g, e in _logaddexp_exponents(ctx, a, b)]
+
+
+def logaddexp_grad_accuracy_scale(ctx, a, b, *directions):
+    """S_acc of out.logaddexp.grad, the sigmoid form: rounding d = a - b moves each partial by
+    |d| sigma(d) sigma(-d) u; jvp (tangents t_a, t_b) adds the terms' magnitudes |t_a| g_a + |t_b| g_b
+    (t_a g_a + t_b g_b cancels where they are opposite)."""
+    d = abs(a - b)
+    moved = d * sigmoid(ctx, d) * sigmoid(ctx, -d)
+    if len(directions) == 1:
+        return [abs(directions[0]) * moved] * 2
+    ta, tb = directions
+    return abs(ta) * sigmoid(ctx, a - b) + abs(tb) * sigmoid(ctx, b - a) + (abs(ta) + abs(tb)) * moved
+
+
+def logaddexp_jvp_scale(ctx, a, b, ta, tb):
+    (ga, ea), (gb, eb) = _logaddexp_exponents(ctx, a, b)
+    return abs(ta) * ga * ea + abs(tb) * gb * eb
+
+
 def gaussian_nll_vjp_scale(ctx, mu, y, beta, c):
     """[0, |c| ((y-mu)^2/2 + 1/(2 beta))]: the beta-gradient sums two terms that cancel at beta = 1/(y-mu)^2."""
     return [ctx.zero, abs(c) * ((y - mu) ** 2 / 2 + 1 / (2 * beta))]
@@ -767,6 +817,11 @@ def product_underflow(ctx, *args):
     underflowed; the last argument is the cotangent or the tangent."""
     last = args[-1]
     return 1 + (ctx.fsum(abs(x) for x in last) if isinstance(last, list) else abs(last))
+
+
+def logaddexp_jvp_underflow(ctx, a, b, ta, tb):
+    """1 + |t_a| + |t_b|: either partial may underflow, and each multiplies its tangent."""
+    return 1 + abs(ta) + abs(tb)
 
 
 def gaussian_nll_vjp_underflow(ctx, mu, y, beta, c):

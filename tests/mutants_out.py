@@ -131,6 +131,57 @@ class LogaddexpDrifts(OutMutant):
     replace = {"logaddexp": lambda x, y: np.logaddexp(x, y) * (1 + 2.0 ** -10)}
 
 
+def _logaddexp_unguarded(a, b):
+    """max + log1p(exp(-|a - b|)) with no care for infinities: a - b = inf - inf = NaN."""
+    with np.errstate(invalid="ignore"):
+        return np.maximum(a, b) + np.log1p(np.exp(-np.abs(a - b)))
+
+
+class LogaddexpNaive(OutMutant):
+    defect = "log(exp(a) + exp(b)): inf once max(a, b) > log(max_finite), -inf once both exponentials underflow"
+    catches = ("out.logaddexp",)
+    replace = {"logaddexp": lambda a, b: np.log(np.exp(a) + np.exp(b))}
+
+
+class LogaddexpUnguarded(OutMutant):
+    defect = "max + log1p(exp(-|a - b|)) without the infinities' limits: logaddexp(-inf, -inf) = NaN"
+    catches = ("out.logaddexp",)
+    says = "special value"
+    replace = {"logaddexp": _logaddexp_unguarded}
+
+
+class LogaddexpGradSwapped(OutMutant):
+    defect = "logaddexp partials swapped: sigma(b - a) for a, sigma(a - b) for b"
+    catches = ("out.logaddexp.grad/vjp", "out.logaddexp.grad/jvp")
+    partials = {"logaddexp": lambda xp, ops, ans, x, y: (ops.sigmoid(y - x), ops.sigmoid(x - y))}
+
+
+def _exponent_partials(xp, ops, ans, x, y):
+    """e^(x - ans), e^(y - ans) where ans is finite; the sigmoid form (the limits) elsewhere."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        ea, eb, d = xp.exp(x - ans), xp.exp(y - ans), x - y
+    fin = np.isfinite(ans)
+    return xp.where(fin, ea, ops.sigmoid(d)), xp.where(fin, eb, ops.sigmoid(-d))
+
+
+class LogaddexpGradExponent(OutMutant):
+    defect = "logaddexp partials e^(x - ans) from the rounded ans (JAX's form): 1 each for a = b >= 2^24 (float32)"
+    finds = ("out.logaddexp.grad",)
+    partials = {"logaddexp": _exponent_partials}
+
+
+def _replace_inf(x):
+    return np.where(np.isinf(x), np.zeros_like(x), x)
+
+
+class LogaddexpGradReplaceInf(OutMutant):
+    defect = "logaddexp partials e^(x - ans) with +-inf replaced by 0 (jax's _logaddexp_jvp): d/db (+inf, 1) = e"
+    catches = ("out.logaddexp.grad/vjp", "out.logaddexp.grad/jvp")
+    says = "special value"
+    partials = {"logaddexp": lambda xp, ops, ans, x, y: (xp.exp(_replace_inf(x) - _replace_inf(ans)),
+                                                         xp.exp(_replace_inf(y) - _replace_inf(ans)))}
+
+
 class LogsumexpKeepsDims(OutMutant):
     defect = "logsumexp keeps the reduced axis: shape (m, 1) instead of (m,)"
     catches = ("num.shape",)

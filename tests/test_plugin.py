@@ -81,7 +81,7 @@ def test_clauses_matching_nothing(pytester):
     ('[[deviation]]\nclause = "act.sigmoid"\nreason = "r"\ndtype = 32\n', "'dtype' must be a string or a list"),
     ('[[deviation]]\nclause = "act.sigmoid"\nreason = "r"\nceiling = -1\n', "'ceiling' must be a non-negative"),
     ('[[deviation]]\nclause = "act.sigmoid"\nreason = "r"\nregion = [[1, 0]]\n', "'region' must be a list"),
-    ('[[deviation]]\nclause = "act.sigmoid"\nreason = "r"\nwhere = "subnormal"\n', "'where' must be one of ['label_is_max', 'nonfinite', 'posinf_entry', 'rows_beyond_65504'] or a list of them"),
+    ('[[deviation]]\nclause = "act.sigmoid"\nreason = "r"\nwhere = "subnormal"\n', "'where' must be one of ['apart_beyond_exp_range', 'label_is_max', 'nonfinite', 'posinf_entry', 'rows_beyond_65504'] or a list of them"),
 ])
 def test_malformed_xfail_file(pytester, text, says):
     # A deviation file that is silently misread would hide a failure.  [act.sigmoid]
@@ -447,3 +447,17 @@ def test_label_is_max_covers_only_rows_whose_label_leads():
     y = np.array([0.0, 1.0, 1.0, 1.0])
     assert d.covers([z, y], np.full(4, 9.0)).tolist() == [True, False, True, True]
     assert not d.covers([z], np.full(4, 9.0)).any()  # no labels: nothing
+
+
+def test_apart_beyond_exp_range_uses_the_records_format():
+    # torch's logaddexp derivative loses the smaller partial once e^|a - b| overflows: the scope is
+    # |a - b| > log(max_finite) of the record's dtype, so a loss closer in stays a failure.  [out.logaddexp.grad]
+    import numpy as np
+    from ffnspec.conformance.machinery import xfails
+    (d,) = xfails.parse('[[deviation]]\nclause = "out.logaddexp.grad"\nreason = "r"\n'
+                        'where = "apart_beyond_exp_range"\n', "t.toml")
+    a, b, c = np.array([-5.75, -5.5, -100.0, 720.0]), np.array([5.75, 5.5, 0.0, 0.0]), np.ones(4)
+    assert d.covers([a, b, c], np.full(4, 9.0), "float16").tolist() == [True, False, True, True]
+    assert d.covers([a, b, c], np.full(4, 9.0), "float32").tolist() == [False, False, True, True]
+    assert d.covers([a, b, c], np.full(4, 9.0), "float64").tolist() == [False, False, False, True]
+    assert not d.covers([a, b, c], np.full(4, 9.0)).any()  # no format: nothing

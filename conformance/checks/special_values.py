@@ -6,7 +6,8 @@
                finite values ("max", "tiny" name the format's extremes)
   generated    ops of several arguments and over rows: every combination of the specials over
                all arguments or row positions (conformance/inputs/specials.py), expected values
-               the joint limits of reference/limits.py
+               the joint limits of reference/limits.py; for a derivative clause that asks
+               (generated_specials), its partials where an argument is infinite or NaN
 """
 from __future__ import annotations
 
@@ -110,35 +111,77 @@ def generated(clause: spec.Clause, target: Target, record: Record) -> None:
     for table in specials.tables(op, target.fmt):
         doms = [None if i in table.fixed else d for i, d in enumerate(domains)]
         lims = [limits.joint_limit(fn, e, doms) for e in table.entries]
-        parts = [_expected(lim, target.fmt) for lim in lims]
-        want, sign, alt = (np.array([p[k] for p in parts]) for k in range(3))
-        if clause.extra.get("zero") == "any":  # the clause leaves the sign of a zero result free
-            sign = np.zeros_like(sign)
         y = call_items(target, op.name, table.group).reshape(len(table.entries), -1)
-        same = ((y == want) | (np.isnan(y) & np.isnan(want))) & (
-            (want != 0) | (sign == 0) | (np.signbit(y) == (sign < 0)))
-        # a finite nonzero limit (lse([-inf, 1]) = 1) is the accuracy clauses' business: here it
-        # must only be finite, of its sign and near it, 2^(8-p) relative (a term lost or added)
-        ordinary = np.isfinite(want) & (want != 0)
-        with np.errstate(invalid="ignore"):
-            same |= ordinary & (np.abs(y - want) <= np.abs(want) * 2.0 ** (8 - target.fmt.p))
-        same |= np.isnan(want) & (y == alt)  # rule 1: a value independent of the NaN argument
-        bad = ~same
-        observe_items(record, table.group, np.where(bad, np.inf, 0.0).reshape(table.group[0].shape[0], -1),
-                      y, want)  # as in elementwise
-        record.violations += int(bad.sum())
-        if bad.any():
-            i, j = np.unravel_index(int(np.argmax(bad)), bad.shape)
-            record.worst_input = [float(v) for a in table.entries[i] for v in np.ravel(a)]
-            item = int(i) if table.group[0].shape[0] == len(table.entries) else 0  # channels: one item
-            record.worst_output, record.worst_exact = float(y[i, j]), float(want[i, j])
-            expect = _describe(float(want[i, j]), int(sign[i, j]), float(alt[i, j]))
-            fail_items(record, clause, target,
-                       what=f"special value (generated table): {op.name}{_show(table.entries[i])}"
-                            f"{f'[{j}]' if bad.shape[1] > 1 else ''} must be {expect}",
-                       criterion="exact special values: the joint limit of the exact function "
-                                 "(docs/measure.md, IEEE 754-2019 §9.2)",
-                       repro=reproduce.row_value(target, op.name, table.group, item))
+        _judge(clause, target, record, table, y, lims, what=op.name,
+               repro=lambda item: reproduce.row_value(target, op.name, table.group, item))
+
+
+def generated_derivative(clause: spec.Clause, target: Target, record: Record, *, mode: str) -> None:
+    """kind = reduction_derivative with ``generated_specials``: each partial derivative (a unit
+    cotangent in reverse mode, a unit tangent per ``wrt`` argument in forward mode) at every
+    combination of the op's generated table with an infinite or NaN argument, against the joint
+    limit of the clause's per-mode reference.  Entries with finite arguments only are the
+    derivative bounds' business (an extreme value there is no special value)."""
+    op = spec.ops()[clause.op]
+    wrt = list(clause.extra.get("wrt", [0]))
+    fn = reference.function(clause.extra["modes"][mode]["reference"])
+    domains = [op.interval(a) for a in op.arguments]
+    for full in specials.tables(op, target.fmt):
+        keep = [i for i, e in enumerate(full.entries) if not all(np.isfinite(np.ravel(a)).all() for a in e)]
+        if not keep or full.group[0].shape[0] != len(full.entries):
+            continue
+        table = specials.Table(tuple(a[keep] for a in full.group), [full.entries[i] for i in keep], full.fixed)
+        doms = [None if i in table.fixed else d for i, d in enumerate(domains)]
+        n = len(table.entries)
+        units = [[float(j == k) for j in range(len(wrt))] for k in range(len(wrt))]
+        if mode == "vjp":
+            _, grads = target.reduction_derivative(op.name, table.group, wrt, np.ones(n), mode="vjp")
+            y = np.stack([np.ravel(g) for g in grads], axis=1)
+            # a reference that raises (1/beta at beta = 0) gives one NaN limit: one per partial
+            lims = [(lambda lim: lim * len(wrt) if len(lim) == 1 else lim)(
+                limits.joint_limit(fn, (*e, 1.0), [*doms, None])) for e in table.entries]
+        else:
+            y = np.stack([np.ravel(target.reduction_derivative(op.name, table.group, wrt,
+                                                               [np.full(n, t) for t in unit], mode="jvp")[1])
+                          for unit in units], axis=1)
+            lims = [[limits.joint_limit(fn, (*e, *unit), [*doms, *[None] * len(wrt)])[0] for unit in units]
+                    for e in table.entries]
+        _judge(clause, target, record, table, y, lims, what=f"{mode} partials of {op.name}",
+               repro=lambda item: reproduce.row_derivative(target, clause, mode, tuple(table.group) + (
+                   (np.ones(n),) if mode == "vjp" else tuple(np.full(n, t) for t in units[0])), len(table.group), item))
+
+
+def _judge(clause: spec.Clause, target: Target, record: Record, table: specials.Table, y: np.ndarray,
+           lims: list, *, what: str, repro) -> None:
+    """Results y (entries, components) against their joint limits, recorded like a failure."""
+    parts = [_expected(lim, target.fmt) for lim in lims]
+    want, sign, alt = (np.array([p[k] for p in parts]) for k in range(3))
+    if clause.extra.get("zero") == "any":  # the clause leaves the sign of a zero result free
+        sign = np.zeros_like(sign)
+    same = ((y == want) | (np.isnan(y) & np.isnan(want))) & (
+        (want != 0) | (sign == 0) | (np.signbit(y) == (sign < 0)))
+    # a finite nonzero limit (lse([-inf, 1]) = 1) is the accuracy clauses' business: here it
+    # must only be finite, of its sign and near it, 2^(8-p) relative (a term lost or added)
+    ordinary = np.isfinite(want) & (want != 0)
+    with np.errstate(invalid="ignore"):
+        same |= ordinary & (np.abs(y - want) <= np.abs(want) * 2.0 ** (8 - target.fmt.p))
+    same |= np.isnan(want) & (y == alt)  # rule 1: a value independent of the NaN argument
+    bad = ~same
+    observe_items(record, table.group, np.where(bad, np.inf, 0.0).reshape(table.group[0].shape[0], -1),
+                  y, want)  # as in elementwise
+    record.violations += int(bad.sum())
+    if bad.any():
+        i, j = np.unravel_index(int(np.argmax(bad)), bad.shape)
+        record.worst_input = [float(v) for a in table.entries[i] for v in np.ravel(a)]
+        item = int(i) if table.group[0].shape[0] == len(table.entries) else 0  # channels: one item
+        record.worst_output, record.worst_exact = float(y[i, j]), float(want[i, j])
+        expect = _describe(float(want[i, j]), int(sign[i, j]), float(alt[i, j]))
+        fail_items(record, clause, target,
+                   what=f"special value (generated table): {what}{_show(table.entries[i])}"
+                        f"{f'[{j}]' if bad.shape[1] > 1 else ''} must be {expect}",
+                   criterion="exact special values: the joint limit of the exact function "
+                             "(docs/measure.md, IEEE 754-2019 §9.2)",
+                   repro=repro(item))
 
 
 def _show(entry: tuple) -> str:
@@ -156,6 +199,13 @@ def _op_name(clause: spec.Clause) -> str:
     ``generated_specials`` (structured units)."""
     uses = clause.extra.get("uses", [])
     return clause.op or (uses[0] if len(uses) == 1 and clause.extra.get("generated_specials") else "")
+
+
+def has_generated_derivative(clause: spec.Clause) -> bool:
+    """A derivative clause asks for the generated table of its op's partials (``generated_specials``)."""
+    op = spec.ops().get(clause.op or "")
+    return bool(clause.kind == "reduction_derivative" and clause.extra.get("generated_specials")
+                and op and op.specials == "cartesian" and op.shape == "elementwise")
 
 
 def has_generated(clause: spec.Clause) -> bool:

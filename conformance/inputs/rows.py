@@ -174,6 +174,28 @@ def binary(fmt: Format) -> list[Group]:
 
 
 @functools.lru_cache(maxsize=None)
+def spread_pairs(fmt: Format) -> list[Group]:
+    """(a, b) elementwise: about 290 a across the unary region (its ends, +-max_finite, included)
+    with b = a (a tie: J = a + log 2, each partial 1/2, where a + log 2 rounds to a once |a| >=
+    2^p), RN(a - 1), RN(a - 40) (a tail below every format's u), RN(a - 1.015 log(max_finite))
+    (e^|a - b| overflows while the smaller partial sigma(-|a - b|) is still a subnormal) and -a
+    (|a - b| = 2|a|, which overflows at the top of the range), the last four in both orders."""
+    z = scalars.region(fmt)
+    a = np.unique(np.concatenate([z[::max(1, z.size // 256)], z[:16], z[-16:]]))
+    beyond = float(round_array(np.array([1.015 * math.log(fmt.max_finite)]), fmt)[0])
+    others = [_fit(a - 1, fmt), _fit(a - 40, fmt), _fit(a - beyond, fmt), -a]
+    return [(np.concatenate([a] + others + [a] * len(others)), np.concatenate([a] * (1 + len(others)) + others))]
+
+
+@st.composite
+def _spread_pair(draw, fmt: Format):
+    a = np.array([draw(_values(fmt)) for _ in range(draw(scalars.lengths()))])
+    gap = np.array([draw(st.sampled_from([0.0, 0.5, 1.0, 20.0, 40.0, 100.0])) for _ in a])
+    b = np.where(gap > 0, _fit(a - gap, fmt), a)
+    return (a, b) if draw(st.booleans()) else (b, a)
+
+
+@functools.lru_cache(maxsize=None)
 def regression(fmt: Format) -> list[Group]:
     """(yhat, y) rows of every length and spread; ops reducing the whole array take a row each."""
     out = []
@@ -366,6 +388,7 @@ RECIPES: dict[str, Recipe] = {
     "batches": Recipe(batches, lambda f: _seeded(f, _batch)),
     "logits_soft": Recipe(logits_soft, _soft),
     "binary": Recipe(binary, _binary),
+    "spread_pairs": Recipe(spread_pairs, _spread_pair),
     "regression": Recipe(regression, lambda f: _bounded_rows(f, 2).map(lambda g: (g[0], _untie(g[0], g[1], f)))),
     "pointwise": Recipe(pointwise, lambda f: _bounded_rows(f, 2).map(lambda g: (g[0][0], g[1][0]))),
     "gaussian": Recipe(gaussian, _gaussian),

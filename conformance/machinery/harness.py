@@ -334,12 +334,13 @@ REDUCTION_SHAPES = {
     "cov_from_factor": "gram",
 }
 INDEX_ARGS = {"cross_entropy": (1,), "cross_entropy_sum": (1,), "cross_entropy_mean": (1,), "nll": (1,)}
-ELEMENTWISE_LOSSES = ("bce", "bce_pos_weight", "bce_prob", "half_sq_error", "gaussian_nll")
+# elementwise ops of several arguments checked as out-family groups: the losses, and logaddexp
+ELEMENTWISE_GROUPED = ("bce", "bce_pos_weight", "bce_prob", "half_sq_error", "gaussian_nll", "logaddexp")
 
 
 def is_reduction_op(op: str) -> bool:
-    """An op over rows or a batch, or an elementwise loss (called through ``call_reduction``)."""
-    return op in REDUCTION_SHAPES or op in ELEMENTWISE_LOSSES
+    """An op over rows or a batch, or an elementwise op of ELEMENTWISE_GROUPED (called through ``call_reduction``)."""
+    return op in REDUCTION_SHAPES or op in ELEMENTWISE_GROUPED
 
 
 def reduction_shape(op: str, shapes: Sequence[tuple[int, ...]]) -> tuple[int, ...]:

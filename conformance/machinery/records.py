@@ -164,8 +164,8 @@ class Record:
         identity residuals in allowance units, 0 for exact relations)."""
         limit = {"ulp": self.must, "mixed": self.must, "identity": 1.0}.get(self.criterion, 0.0)
         bad = ~(error <= (limit if limit is not None else 0.0))
-        out = bad & ~self.scope.covers(inputs, error)
-        self.scope_reached = self.scope_reached or bool(self.scope.covers(inputs, np.zeros_like(error)).any())
+        out = bad & ~self.scope.covers(inputs, error, self.dtype)
+        self.scope_reached = self.scope_reached or bool(self.scope.covers(inputs, np.zeros_like(error), self.dtype).any())
         if out.any():
             self.unexcused += int(out.sum())
             i = int(np.argmax(np.where(out, np.nan_to_num(error, nan=np.inf, posinf=np.inf), -1.0)))

@@ -15,7 +15,9 @@ TOML, one ``[[deviation]]`` table per entry:
     where = "nonfinite"              # optional predicate (WHERE): only items with an inf or NaN
                                      # input; "rows_beyond_65504": only rows of more entries than that;
                                      # "posinf_entry": only rows with a +inf entry; "label_is_max":
-                                     # only rows whose label's logit is the largest; a list: any of them
+                                     # only rows whose label's logit is the largest; "apart_beyond_exp_range":
+                                     # only items whose first two arguments differ by more than
+                                     # log(max_finite) of the dtype; a list: any of them
 
 A scoped entry (ceiling, region, where, or several) excuses only the violations inside its scope:
 one above the ceiling or outside the region fails the check as usual, so a new defect in
@@ -38,6 +40,8 @@ WHERE = {  # the predicates ``where`` may name
     "posinf_entry": "the row (the first argument) has a +inf entry",
     "label_is_max": "the label's logit is the row's largest (the loss is at most log n, and the composed "
                     "logsumexp(z) - z_y cancels the leading digits of logsumexp)",
+    "apart_beyond_exp_range": "the first two arguments differ by more than log(max_finite) of the dtype "
+                              "(e^|a - b| overflows in it)",
 }
 
 
@@ -64,10 +68,11 @@ class Deviation:
     def scoped(self) -> bool:
         return self.ceiling is not None or self.region is not None or self.where is not None
 
-    def covers(self, inputs: list, error) -> "np.ndarray":
+    def covers(self, inputs: list, error, dtype: str | None = None) -> "np.ndarray":
         """Which measured inputs lie inside this entry's scope: error (criterion units) at most
         the ceiling, and argument i within region[i].  ``inputs`` holds one array per argument
-        with a leading axis matching ``error`` (a row's entries must all lie in the region)."""
+        with a leading axis matching ``error`` (a row's entries must all lie in the region);
+        ``dtype``, the record's, for predicates that depend on the format."""
         import numpy as np
         error = np.asarray(error, dtype=np.float64).ravel()
         inside = np.ones(error.shape, dtype=bool)
@@ -80,14 +85,23 @@ class Deviation:
             a = a.reshape(error.size, -1)
             inside &= np.all((a >= bounds[0]) & (a <= bounds[1]), axis=1)
         if self.where is not None:  # a predicate, or a list of them: any one holds
-            inside &= np.any([self._holds(w, inputs, error.size) for w in self.where], axis=0)
+            inside &= np.any([self._holds(w, inputs, error.size, dtype) for w in self.where], axis=0)
         return inside
 
     @staticmethod
-    def _holds(pred: str, inputs: list, size: int) -> "np.ndarray":
+    def _holds(pred: str, inputs: list, size: int, dtype: str | None = None) -> "np.ndarray":
         """Which of ``size`` items satisfy the WHERE predicate ``pred``."""
         import numpy as np
         n = max(size, 1)
+        if pred == "apart_beyond_exp_range":  # elementwise items: a, b (, a direction)
+            if len(inputs) < 2 or dtype is None:
+                return np.zeros(size, dtype=bool)
+            from ffnspec.reference.floatformat import get_format
+            a, b = (np.asarray(x, dtype=np.float64).ravel() for x in inputs[:2])
+            if a.size != size or b.size != size:
+                return np.zeros(size, dtype=bool)
+            with np.errstate(invalid="ignore", over="ignore"):
+                return np.abs(a - b) > np.log(get_format(dtype).max_finite)
         if pred == "rows_beyond_65504":
             a = np.asarray(inputs[0]) if inputs else np.empty(0)
             return np.full(size, (a.size // n if a.size % n == 0 else 0) > 65504)
@@ -150,9 +164,9 @@ class Declared:
     def scoped(self) -> bool:
         return all(p.scoped for p in self.parts)  # an unscoped entry excuses everything
 
-    def covers(self, inputs: list, error) -> "np.ndarray":
+    def covers(self, inputs: list, error, dtype: str | None = None) -> "np.ndarray":
         import numpy as np
-        return np.any([p.covers(inputs, error) for p in self.parts], axis=0)
+        return np.any([p.covers(inputs, error, dtype) for p in self.parts], axis=0)
 
     def scope_text(self) -> str:
         return " or ".join(f"({p.scope_text()})" for p in self.parts)
