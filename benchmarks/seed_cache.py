@@ -2,7 +2,7 @@
 a full default run into an empty cache, one process, timing each file's computation; then ship
 the files that cost the most CPU per byte, up to a byte budget.
 
-    python benchmarks/seed_cache.py [--budget-mb 14] [--dry-run]
+    python benchmarks/seed_cache.py [--budget-mb 19] [--dry-run]
 
 Run it after editing a reference formula or the precision code (their sources hash names the
 files: tests/test_seed.py fails while a shipped file is stale).  It takes about 5 minutes of CPU.
@@ -59,7 +59,7 @@ def build(cache: Path) -> dict[Path, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--budget-mb", type=float, default=14.0)
+    p.add_argument("--budget-mb", type=float, default=19.0)  # the wheel stays under ~20 MB (tests/test_seed.py)
     p.add_argument("--dry-run", action="store_true", help="report the selection, write nothing")
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
