@@ -438,8 +438,18 @@ def _gather(s: store.PointStore, keys: list[bytes], ids: np.ndarray):
 
 
 def _compute(name: str, mode: str, args: list[tuple]) -> list[tuple]:
-    """Triples of reference ``name`` at each argument tuple, in this process; for scales only
-    hi is kept (lo = 0, sgn = 0)."""
+    """Triples of reference ``name`` at each argument tuple; for scales only hi is kept (lo = 0,
+    sgn = 0).  A large request of the run's own process (a check's structured problems or
+    derived rows, which no prebuild plans) is spread over the run's worker processes
+    (``set_jobs``); small ones, and every request inside a worker, are computed here."""
+    jobs = _jobs[0]
+    least = PARALLEL_MIN if not _pool else PARALLEL_MIN // 16  # workers already started cost little
+    if jobs > 1 and len(args) >= 2 * jobs and len(args) * _numbers(args[0]) >= least:
+        eng = "mpmath" if precision.engine() == "mpmath" else "auto"
+        step = -(-len(args) // (4 * jobs))
+        pool = _executor(jobs)
+        parts = [pool.submit(_work, (name, mode, eng, args[i:i + step])) for i in range(0, len(args), step)]
+        return [v for fut in parts for v in _unpack(fut.result())]
     f = function(name)
     if mode == SCALE:
         return [tuple((v.hi, 0.0, 0) for v in vs) for vs in precision.values_many(f, args, None)]
@@ -771,6 +781,42 @@ def _numbers(a) -> int:
     return a.size if isinstance(a, np.ndarray) else 1
 
 
+def _unpack(packed: Packed) -> list[tuple]:
+    """The triples of ``_pack``'s arrays, one tuple of components per input."""
+    counts, hi, lo, sgn = packed
+    ends = np.cumsum(counts).tolist()
+    comps = list(zip(hi.tolist(), lo.tolist(), sgn.tolist()))
+    return [tuple(comps[a:b]) for a, b in zip([0] + ends[:-1], ends)]
+
+
+_jobs = [1]         # processes a run computes reference values in (set_jobs)
+_pool: list = []    # [the kept worker pool, its size]: started once, for the prebuild and large requests
+
+
+def set_jobs(jobs: int) -> None:
+    """How many processes a run's reference values may use: the prebuild's workers, kept for
+    the large requests its checks make later (``_compute``)."""
+    _jobs[0] = max(1, int(jobs))
+
+
+def _executor(jobs: int) -> concurrent.futures.ProcessPoolExecutor:
+    """The kept pool of ``jobs`` spawned workers (never forked: a process may hold backend
+    threads), shut down at exit; workers idle between uses cost nothing."""
+    if _pool and _pool[1] == jobs:
+        return _pool[0]
+    if _pool:
+        _pool[0].shutdown(wait=False, cancel_futures=True)
+    ex = concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    _pool[:] = [ex, jobs]
+    _register_shutdown()
+    return ex
+
+
+@functools.lru_cache(maxsize=None)
+def _register_shutdown() -> None:
+    atexit.register(lambda: _pool and _pool[0].shutdown(wait=True, cancel_futures=True))
+
+
 def _work(task: tuple) -> Packed:
     name, mode, eng, inputs = task
     if isinstance(inputs, tuple):  # a range of a table's inputs
@@ -838,12 +884,11 @@ def _compute_units(units: list, jobs: int, progress, *, units_total: int) -> int
         for ci, (_, task) in enumerate(chunks):
             finished(ci, _work(task))
         return total
-    ctx = multiprocessing.get_context("spawn")  # never fork a process that may hold backend threads
-    with concurrent.futures.ProcessPoolExecutor(max_workers=min(jobs, len(chunks)), mp_context=ctx) as pool:
-        order = sorted(range(len(chunks)), key=lambda ci: -_task_cost(chunks[ci][1]))  # longest first: both cores busy to the end
-        futures = {pool.submit(_work, chunks[ci][1]): ci for ci in order}
-        for fut in concurrent.futures.as_completed(futures):
-            finished(futures[fut], fut.result())
+    pool = _executor(jobs)  # kept for the run's later large requests (_compute)
+    order = sorted(range(len(chunks)), key=lambda ci: -_task_cost(chunks[ci][1]))  # longest first: both cores busy to the end
+    futures = {pool.submit(_work, chunks[ci][1]): ci for ci in order}
+    for fut in concurrent.futures.as_completed(futures):
+        finished(futures[fut], fut.result())
     return total
 
 

@@ -149,6 +149,22 @@ def test_prebuild_in_parallel_equals_serial(cache, tmp_path_factory):
     assert (_bits(parallel[2]) == _bits(serial[2])).all()
 
 
+def test_a_checks_large_request_uses_the_runs_workers(monkeypatch):
+    # A check's own requests (structured problems, derived rows) are no prebuild's: spread over the
+    # run's workers they give the very triples the run's process computes.  [issue 15, cold run]
+    args = [(float(z), 0.5) for z in round_array(np.linspace(-30, 30, 9000), F32)]  # >= PARALLEL_MIN numbers
+    monkeypatch.setattr(tables, "_jobs", [1])
+    serial = tables._compute("out.logaddexp", "float32", args)
+    monkeypatch.setattr(tables, "_jobs", [2])
+    calls = []
+    real = tables._executor
+    monkeypatch.setattr(tables, "_executor", lambda jobs: calls.append(jobs) or real(jobs))
+    parallel = tables._compute("out.logaddexp", "float32", args)
+    assert calls == [2] and parallel == serial
+    small = tables._compute("out.logaddexp", "float32", args[:3])  # too small to send
+    assert calls == [2] and small == serial[:3]
+
+
 def _concurrent_run(args) -> bytes:
     """One 'run' in a fresh process: prebuild and look up values in the shared cache."""
     cache_dir, seed = args

@@ -160,6 +160,8 @@ def run(config, session) -> None:
     from ffnspec.reference import tables
     clauses = spec.select(patterns=session.patterns)
     limits = session.profile in LIMIT_PROFILES
+    n = jobs(config.option.ffnspec_jobs)
+    tables.set_jobs(n)  # the checks' own large requests may use the workers too
     stamp = None
     if tables.cache_dir() is not None:
         stamp = tables.cache_dir() / "prebuilt" / fingerprint(clauses, session.dtypes, limits=limits)
@@ -167,7 +169,6 @@ def run(config, session) -> None:
             return
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     progress = TerminalLine(reporter) if reporter is not None else None
-    n = jobs(config.option.ffnspec_jobs)
     summary = tables.prebuild(requests(clauses, session.dtypes, limits=limits), jobs=n, progress=progress)
     second = tables.prebuild(derivative_requests(clauses, session.dtypes), jobs=n, progress=progress)
     summary = tables.Summary(summary.units + second.units, summary.values + second.values,
