@@ -294,6 +294,13 @@ class BCEGradWrongSign(OutMutant):
     partials = {"bce": lambda xp, ops, ans, z, y: (y - ops.sigmoid(z), -z)}
 
 
+class BCEGradNaNAtInfinity(OutMutant):
+    defect = "BCE gradient (sigma(z) - y) (1 + z - z): NaN at z = +-inf, where the limits are 1 - y and -y"
+    catches = ("out.bce.grad/vjp", "out.bce.grad/jvp")
+    says = "special value"
+    partials = {"bce": lambda xp, ops, ans, z, y: ((ops.sigmoid(z) - y) * (1 + (z - z)), -z)}
+
+
 class BCEGradMissingTarget(OutMutant):
     defect = "BCE gradient sigma(z): the -y term is missing"
     catches = ("out.bce.grad/vjp", "out.bce.grad/jvp")
