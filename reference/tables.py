@@ -812,9 +812,17 @@ def _executor(jobs: int) -> concurrent.futures.ProcessPoolExecutor:
     return ex
 
 
+def release_workers() -> None:
+    """Shut the kept workers down (the plugin does at the end of a run; also at exit)."""
+    if _pool:
+        _pool[0].shutdown(wait=True, cancel_futures=True)
+        _pool.clear()
+    _jobs[0] = 1
+
+
 @functools.lru_cache(maxsize=None)
 def _register_shutdown() -> None:
-    atexit.register(lambda: _pool and _pool[0].shutdown(wait=True, cancel_futures=True))
+    atexit.register(release_workers)
 
 
 def _work(task: tuple) -> Packed:

@@ -288,3 +288,15 @@ def test_store_index_finds_every_key_across_levels_and_hash_collisions(tmp_path,
     s.flush()
     t = store.PointStore(tmp_path / "a.npz", "m")
     assert (t.gather(t.find(keys, persist=False))[0][:, 0] == np.arange(n)).all()
+
+
+def test_the_runs_workers_end_with_the_run(pytester, tmp_path, monkeypatch):
+    # Workers kept past their run would be shut down at exit, after pytester has restored the
+    # modules they were started with: the resource tracker then prints KeyError tracebacks.  [issue 15]
+    from tests._inner import run_suite
+    monkeypatch.setattr(tables, "SEED", tmp_path / "no-seed")  # compute, so that workers start
+    ret, report, out = run_suite(pytester, "numpy", ("bfloat16",), ("act.sigmoid.grad",),
+                                 f"--ffnspec-cache-dir={tmp_path}", "--ffnspec-jobs=2", cache=False)
+    assert ret == 0 and report["summary"]["conforms"], out
+    assert "computed in" in out and "by 2 process(es)" in out  # the run did start its workers
+    assert not tables._pool and tables._jobs == [1]

@@ -270,6 +270,12 @@ def pytest_testnodedown(node, error) -> None:
         sess.record_items.append(position)
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if config.stash.get(_PREBUILT, False):  # the run's kept workers end with the run
+        from ffnspec.reference import tables
+        tables.release_workers()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     sess = session.config.stash.get(_STASH, None)
     if sess is None or not sess.records:
