@@ -163,6 +163,7 @@ def test_a_checks_large_request_uses_the_runs_workers(monkeypatch):
     assert calls == [2] and parallel == serial
     small = tables._compute("out.logaddexp", "float32", args[:3])  # too small to send
     assert calls == [2] and small == serial[:3]
+    tables.release_workers()
 
 
 def _concurrent_run(args) -> bytes:

@@ -113,7 +113,7 @@ def generated(clause: spec.Clause, target: Target, record: Record) -> None:
         lims = [limits.joint_limit(fn, e, doms) for e in table.entries]
         y = call_items(target, op.name, table.group).reshape(len(table.entries), -1)
         _judge(clause, target, record, table, y, lims, what=op.name,
-               repro=lambda item: reproduce.row_value(target, op.name, table.group, item))
+               repro=lambda item, j: reproduce.row_value(target, op.name, table.group, item))
 
 
 def generated_derivative(clause: spec.Clause, target: Target, record: Record, *, mode: str) -> None:
@@ -128,7 +128,7 @@ def generated_derivative(clause: spec.Clause, target: Target, record: Record, *,
     domains = [op.interval(a) for a in op.arguments]
     for full in specials.tables(op, target.fmt):
         keep = [i for i, e in enumerate(full.entries) if not all(np.isfinite(np.ravel(a)).all() for a in e)]
-        if not keep or full.group[0].shape[0] != len(full.entries):
+        if not keep:
             continue
         table = specials.Table(tuple(a[keep] for a in full.group), [full.entries[i] for i in keep], full.fixed)
         doms = [None if i in table.fixed else d for i, d in enumerate(domains)]
@@ -146,14 +146,16 @@ def generated_derivative(clause: spec.Clause, target: Target, record: Record, *,
                           for unit in units], axis=1)
             lims = [[limits.joint_limit(fn, (*e, *unit), [*doms, *[None] * len(wrt)])[0] for unit in units]
                     for e in table.entries]
+        seeds = lambda j: (np.ones(n),) if mode == "vjp" else tuple(np.full(n, t) for t in units[j])  # noqa: E731
         _judge(clause, target, record, table, y, lims, what=f"{mode} partials of {op.name}",
-               repro=lambda item: reproduce.row_derivative(target, clause, mode, tuple(table.group) + (
-                   (np.ones(n),) if mode == "vjp" else tuple(np.full(n, t) for t in units[0])), len(table.group), item))
+               repro=lambda item, j: reproduce.row_derivative(target, clause, mode, tuple(table.group) + seeds(j),
+                                                              len(table.group), item))
 
 
 def _judge(clause: spec.Clause, target: Target, record: Record, table: specials.Table, y: np.ndarray,
            lims: list, *, what: str, repro) -> None:
-    """Results y (entries, components) against their joint limits, recorded like a failure."""
+    """Results y (entries, components) against their joint limits, recorded like a failure;
+    ``repro(item, component)`` is the reproducer of a failing one."""
     parts = [_expected(lim, target.fmt) for lim in lims]
     want, sign, alt = (np.array([p[k] for p in parts]) for k in range(3))
     if clause.extra.get("zero") == "any":  # the clause leaves the sign of a zero result free
@@ -181,7 +183,7 @@ def _judge(clause: spec.Clause, target: Target, record: Record, table: specials.
                         f"{f'[{j}]' if bad.shape[1] > 1 else ''} must be {expect}",
                    criterion="exact special values: the joint limit of the exact function "
                              "(docs/measure.md, IEEE 754-2019 §9.2)",
-                   repro=repro(item))
+                   repro=repro(item, int(j)))
 
 
 def _show(entry: tuple) -> str:
